@@ -1,0 +1,3 @@
+from faceledger.cli.main import main
+
+main()

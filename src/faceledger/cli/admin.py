@@ -1,0 +1,235 @@
+"""Administrative commands: subjects, models, gallery maintenance."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from faceledger.cli.common import (
+    Db,
+    Json,
+    Offline,
+    Profile,
+    gallery_app,
+    handle_errors,
+    make_config,
+    models_app,
+    subjects_app,
+)
+from faceledger.cli.render import emit_json, err, out
+from faceledger.engine import Engine
+from faceledger.errors import ChecksumError, ConfigError, ModelError
+from faceledger.gallery.store import Gallery
+from faceledger.models.catalog import CARDS, PROFILES, get_card, get_profile
+from faceledger.models.store import ModelStore
+
+# ---- subjects -------------------------------------------------------------------------------
+
+
+@subjects_app.command("list")
+@handle_errors
+def subjects_list(db: Db = None, json_out: Json = False) -> None:
+    """Enrolled subjects with their legal basis and template counts."""
+    config = make_config(db=db)
+    with Gallery(config.db) as gallery:
+        rows = gallery.subjects()
+    if json_out:
+        for s in rows:
+            emit_json(
+                {
+                    "name": s.name,
+                    "legal_basis": s.legal_basis,
+                    "created_at": s.created_at,
+                    "templates": s.templates,
+                    "models": list(s.models),
+                }
+            )
+        return
+    table = Table(title=f"Subjects in {config.db}")
+    for col in ("name", "templates", "model", "legal basis", "enrolled"):
+        table.add_column(col)
+    for s in rows:
+        table.add_row(s.name, str(s.templates), ", ".join(s.models), s.legal_basis, s.created_at)
+    out.print(table)
+    out.print(f"{len(rows)} subjects")
+
+
+@subjects_app.command("show")
+@handle_errors
+def subjects_show(name: str, db: Db = None, json_out: Json = False) -> None:
+    """One subject: legal basis and every template (source photo, its sha256, quality)."""
+    config = make_config(db=db)
+    with Gallery(config.db) as gallery:
+        info, templates = gallery.subject(name)
+    if json_out:
+        emit_json(
+            {
+                "name": info.name,
+                "legal_basis": info.legal_basis,
+                "created_at": info.created_at,
+                "templates": [t.__dict__ for t in templates],
+            }
+        )
+        return
+    out.print(f"[bold]{info.name}[/]  enrolled {info.created_at}\nlegal basis: {info.legal_basis}")
+    table = Table()
+    for col in ("id", "model", "source", "sha256", "sharpness", "basis", "added"):
+        table.add_column(col)
+    for t in templates:
+        table.add_row(
+            str(t.id),
+            t.model_id,
+            t.source_name,
+            t.source_sha256[:12],
+            f"{t.quality:.0f}",
+            t.legal_basis,
+            t.created_at,
+        )
+    out.print(table)
+
+
+@subjects_app.command("remove")
+@handle_errors
+def subjects_remove(
+    name: str,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+    db: Db = None,
+    json_out: Json = False,
+) -> None:
+    """Erase a subject: its templates and stored face crops are deleted."""
+    config = make_config(db=db)
+    with Gallery(config.db) as gallery:
+        gallery.subject(name)  # raises NotFoundError before asking
+        if not yes:
+            if not sys.stdin.isatty():
+                raise ConfigError("refusing to delete without confirmation; pass --yes")
+            typer.confirm(f"Delete subject {name!r} and all its templates?", abort=True)
+        removed = gallery.remove(name)
+    if json_out:
+        emit_json({"removed": name, "templates": removed})
+    else:
+        out.print(f"removed {name} ({removed} templates)")
+
+
+# ---- models ---------------------------------------------------------------------------------
+
+
+def _store(offline: bool = False) -> ModelStore:
+    config = make_config(offline=offline)
+    return ModelStore(config.model_cache, config.model_mirror, config.model_paths, config.offline)
+
+
+def _profiles_using(name: str) -> str:
+    return ", ".join(p.name for p in PROFILES.values() if name in (p.detector, p.embedder))
+
+
+@models_app.command("list")
+@handle_errors
+def models_list(json_out: Json = False) -> None:
+    """Every model in the catalog: kind, licence, profiles and where its files were found."""
+    store = _store(offline=True)
+    rows = []
+    for card in CARDS:
+        try:
+            found = store.find(card)
+            where = f"{found.origin}: {found.path().parent}" if found else "not found"
+        except ChecksumError as exc:
+            where = f"CHECKSUM MISMATCH ({exc})"
+        rows.append((card, where))
+    if json_out:
+        for card, where in rows:
+            emit_json(
+                {
+                    "name": card.name,
+                    "kind": card.kind,
+                    "licence": card.licence,
+                    "source": card.source,
+                    "profiles": _profiles_using(card.name),
+                    "files": [f.name for f in card.files],
+                    "found": where,
+                    "thresholds": {f"{k:g}": v for k, v in card.thresholds.items()},
+                    "calibration": card.calibration,
+                    "published_accuracy": card.published_accuracy,
+                }
+            )
+        return
+    table = Table(title="Model catalog")
+    for col in ("name", "kind", "profiles", "licence", "found"):
+        table.add_column(col)
+    for card, where in rows:
+        table.add_row(card.name, card.kind, _profiles_using(card.name), card.licence, where)
+    out.print(table)
+
+
+@models_app.command("pull")
+@handle_errors
+def models_pull(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="model names (see 'models list')")
+    ] = None,
+    profile: Profile = None,
+) -> None:
+    """Fetch models into the cache (from the mirror or upstream), verifying each sha256."""
+    wanted = list(names or [])
+    if profile:
+        p = get_profile(profile)
+        wanted += [p.detector, p.embedder]
+    if not wanted:
+        raise ConfigError("name the models to pull, or give --profile")
+    store = _store()
+    for name in dict.fromkeys(wanted):
+        resolved = store.resolve(get_card(name))
+        out.print(f"{name}: ok ({resolved.origin}: {resolved.path().parent})")
+
+
+@models_app.command("verify")
+@handle_errors
+def models_verify(json_out: Json = False) -> None:
+    """Check the sha256 of every model file that is present; exit 1 on any mismatch."""
+    store = _store(offline=True)
+    bad = 0
+    for card in CARDS:
+        try:
+            found = store.find(card)
+            status, where = (
+                ("ok", f"{found.origin}: {found.path().parent}") if found else ("missing", "")
+            )
+        except ModelError as exc:
+            status, where, bad = "mismatch", str(exc), bad + 1
+        if json_out:
+            emit_json({"name": card.name, "status": status, "where": where})
+        else:
+            colour = {"ok": "green", "missing": "yellow", "mismatch": "red"}[status]
+            out.print(f"[{colour}]{status:8}[/] {card.name:20} {where}")
+    raise typer.Exit(1 if bad else 0)
+
+
+# ---- gallery --------------------------------------------------------------------------------
+
+
+@gallery_app.command("reembed")
+@handle_errors
+def gallery_reembed(profile: Profile = None, db: Db = None, offline: Offline = False) -> None:
+    """Re-embed every template from its stored aligned crop with the profile's embedder."""
+    with Engine(make_config(profile, db, offline=offline)) as engine:
+        err.print(f"re-embedding {engine.config.db} with {engine.embedder_card.name} ...")
+        count = engine.reembed()
+    out.print(f"re-embedded {count} templates with {engine.embedder_card.name}")
+
+
+@gallery_app.command("info")
+@handle_errors
+def gallery_info(db: Db = None, json_out: Json = False) -> None:
+    """Where the gallery is, how many subjects and templates, made by which models."""
+    config = make_config(db=db)
+    with Gallery(config.db) as gallery:
+        models = gallery.model_counts()
+        subjects = len(gallery.subjects())
+    if json_out:
+        emit_json({"db": str(config.db), "subjects": subjects, "templates_by_model": models})
+    else:
+        per_model = ", ".join(f"{n} x {m}" for m, n in models.items()) or "no templates"
+        out.print(f"{config.db}: {subjects} subjects; {per_model}")

@@ -1,0 +1,105 @@
+"""Shared pieces of the CLI: the Typer apps, common options, error handling."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from faceledger.cli.render import err
+from faceledger.config import Config, load_config
+from faceledger.errors import ConfigError, FaceledgerError
+from faceledger.images import collect_images
+
+app = typer.Typer(
+    name="faceledger",
+    help=(
+        "Accountable face recognition on your own machine.\n\n"
+        "Enroll people (with a recorded legal basis) from photos, then identify or verify "
+        "faces in new photos. Every answer carries a calibrated score and its threshold; "
+        "'unknown' is a real answer. Models: --profile embedded (default, offline, dlib), "
+        "fast (YuNet + MobileFaceNet) or accurate (SCRFD + MobileFaceNet)."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+subjects_app = typer.Typer(help="List, show and remove enrolled subjects.", no_args_is_help=True)
+models_app = typer.Typer(
+    help="The model catalog: licences, files, where each was found.", no_args_is_help=True
+)
+gallery_app = typer.Typer(
+    help="Gallery maintenance (re-embedding with another model).", no_args_is_help=True
+)
+app.add_typer(subjects_app, name="subjects")
+app.add_typer(models_app, name="models")
+app.add_typer(gallery_app, name="gallery")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+Profile = Annotated[
+    str | None,
+    typer.Option(
+        "--profile",
+        "-p",
+        help="embedded | fast | accurate  [env FACELEDGER_PROFILE; default embedded]",
+    ),
+]
+Db = Annotated[
+    Path | None,
+    typer.Option(
+        "--db", help="gallery database file  [env FACELEDGER_DB; default in your data folder]"
+    ),
+]
+Json = Annotated[
+    bool, typer.Option("--json", help="machine-readable output: one JSON object per line")
+]
+Strictness = Annotated[
+    str | None,
+    typer.Option(
+        "--strictness",
+        help="lenient | balanced | strict: the threshold calibrated at FMR 1e-2 | 1e-3 | 1e-4",
+    ),
+]
+Offline = Annotated[bool, typer.Option("--offline", help="never download models")]
+
+
+def handle_errors(func: F) -> F:
+    """Turn faceledger errors into a message on stderr and an exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            err.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(2) from None
+        except FaceledgerError as exc:
+            err.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/]")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def make_config(
+    profile: str | None = None,
+    db: Path | None = None,
+    strictness: str | None = None,
+    offline: bool = False,
+) -> Config:
+    return load_config(profile=profile, db=db, strictness=strictness, offline=offline or None)
+
+
+def gather(paths: list[Path]) -> list[Path]:
+    files = list(collect_images(paths))
+    if not files:
+        given = ", ".join(str(p) for p in paths)
+        raise ConfigError(f"no image files found in {given}")
+    return files

@@ -1,0 +1,253 @@
+"""The ``faceledger`` command: a thin layer over :class:`faceledger.engine.Engine`.
+
+Exit codes: 0 every input processed (even with no faces), 1 any input or operation failed,
+2 usage or configuration errors.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from faceledger.cli import (
+    admin,  # noqa: F401  (registers the subjects/models/gallery commands)
+    render,
+)
+from faceledger.cli.common import (
+    Db,
+    Json,
+    Offline,
+    Profile,
+    Strictness,
+    app,
+    gather,
+    handle_errors,
+    make_config,
+)
+from faceledger.cli.render import emit_json, err, out
+from faceledger.engine import Engine
+from faceledger.errors import ConfigError
+from faceledger.images import collect_images
+
+# ---- enroll ---------------------------------------------------------------------------------
+
+
+def plan_enrollment(
+    paths: list[Path], name: str | None
+) -> tuple[dict[str, list[Path]], list[tuple[str, str]]]:
+    """Subject -> photos; with --name everything is one subject, else one per sub-folder."""
+    if name:
+        return {name: list(collect_images(paths))}, []
+    plan: dict[str, list[Path]] = {}
+    loose: list[tuple[str, str]] = []
+    for root in paths:
+        if not root.is_dir():
+            raise ConfigError(
+                f"{root}: give a folder with one sub-folder per person, or --name NAME for photos "
+                "of one person"
+            )
+        for child in sorted(root.iterdir()):
+            if child.is_dir():
+                plan.setdefault(child.name, []).extend(collect_images([child]))
+            elif child.is_file():
+                loose.append((str(child), "not inside a person folder; enroll it with --name NAME"))
+    return plan, loose
+
+
+@app.command()
+@handle_errors
+def enroll(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="folder of person folders, or photos/folders of one person with --name"
+        ),
+    ],
+    basis: Annotated[
+        str | None,
+        typer.Option(
+            "--basis",
+            "-b",
+            help="legal basis for processing these people's faces, e.g. 'signed consent forms, 2026-11' (required for new subjects)",
+        ),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", "-n", help="enroll all given photos as this one subject")
+    ] = None,
+    largest: Annotated[
+        bool,
+        typer.Option(
+            "--largest",
+            help="in photos with several faces, enroll the largest (otherwise such photos are rejected)",
+        ),
+    ] = False,
+    all_or_nothing: Annotated[
+        bool,
+        typer.Option(
+            "--all-or-nothing", help="enroll none of a subject's photos if any of them fails"
+        ),
+    ] = False,
+    profile: Profile = None,
+    db: Db = None,
+    offline: Offline = False,
+    json_out: Json = False,
+) -> None:
+    """Enroll people from photos: each person's folder name becomes the subject name.
+
+    Example: faceledger enroll ./known/ --basis "signed consent forms, 2026-11"
+    """
+    plan, failures = plan_enrollment(paths, name)
+    total = sum(len(v) for v in plan.values())
+    if total == 0:
+        raise ConfigError("no image files to enroll in " + ", ".join(map(str, paths)))
+    reports = []
+    with (
+        Engine(make_config(profile, db, offline=offline)) as engine,
+        render.progress_bar(total, "enrolling") as bar,
+    ):
+        task = bar.task_ids[0]
+
+        def tick(item: str) -> None:
+            bar.update(task, advance=1, item=item[-60:])
+
+        for subject, photos in plan.items():
+            report = engine.enroll(subject, photos, basis, largest, all_or_nothing, tick)
+            reports.append(report)
+            failures.extend(report.failures)
+    if json_out:
+        for r in reports:
+            emit_json(
+                {
+                    "subject": r.subject,
+                    "created": r.created,
+                    "enrolled": list(r.enrolled),
+                    "failures": [{"source": s, "reason": m} for s, m in r.failures],
+                }
+            )
+    else:
+        table = render.Table(title=f"Enrollment into {engine.config.db}")
+        for col in ("subject", "status", "templates added", "failed photos"):
+            table.add_column(col)
+        for r in reports:
+            status = "new" if r.created else ("added" if r.enrolled else "[red]not enrolled[/]")
+            table.add_row(r.subject, status, str(len(r.enrolled)), str(len(r.failures)))
+        out.print(table)
+    render.failures_block(failures)
+    raise typer.Exit(1 if failures else 0)
+
+
+# ---- identify / verify / detect ------------------------------------------------------------
+
+
+@app.command()
+@handle_errors
+def identify(
+    paths: Annotated[list[Path], typer.Argument(help="photos or folders of photos")],
+    top: Annotated[
+        int, typer.Option("--top", "-k", min=1, max=100, help="list this many candidates per face")
+    ] = 1,
+    strictness: Strictness = None,
+    profile: Profile = None,
+    db: Db = None,
+    offline: Offline = False,
+    json_out: Json = False,
+) -> None:
+    """Find every face and say who it is, or 'unknown' when no subject clears the threshold."""
+    files = gather(paths)
+    with Engine(make_config(profile, db, strictness, offline)) as engine:
+        if engine.matcher().index.size == 0:
+            err.print(
+                f"[yellow]warning:[/] the gallery {engine.config.db} is empty; every face will be unknown"
+            )
+        results = []
+        for result in engine.identify_many(render.track(files, "identifying"), top):
+            results.append(result)
+            if json_out:
+                emit_json(result.to_dict())
+    failures = [(r.image, r.error) for r in results if r.error]
+    if not json_out:
+        out.print(render.identify_table(results, top))
+        faces = [f for r in results for f in r.faces]
+        known = sum(1 for f in faces if f.match and f.match.known)
+        out.print(render.threshold_line(engine.threshold))
+        out.print(
+            f"{len(results)} images, {len(faces)} faces: {known} identified, "
+            f"{len(faces) - known} unknown, {len(failures)} failed"
+        )
+    render.failures_block(failures)  # type: ignore[arg-type]
+    raise typer.Exit(1 if failures else 0)
+
+
+@app.command()
+@handle_errors
+def verify(
+    image_a: Annotated[Path, typer.Argument(help="first photo")],
+    image_b: Annotated[Path, typer.Argument(help="second photo")],
+    strictness: Strictness = None,
+    profile: Profile = None,
+    offline: Offline = False,
+    json_out: Json = False,
+) -> None:
+    """Are the main (largest) faces of two photos the same person?"""
+    with Engine(make_config(profile, None, strictness, offline)) as engine:
+        result = engine.verify(image_a, image_b)
+    decision = "same person" if result.same else "different people"
+    if json_out:
+        emit_json(
+            {
+                "images": [str(image_a), str(image_b)],
+                "score": round(result.score, 4),
+                "threshold": round(result.threshold.value, 4),
+                "threshold_fmr": result.threshold.fmr,
+                "same": result.same,
+                "notes": list(result.notes),
+            }
+        )
+        return
+    for note in result.notes:
+        err.print(f"[yellow]note:[/] {note}")
+    out.print(f"score {result.score:.3f}  ->  [bold]{decision}[/]")
+    out.print(render.threshold_line(result.threshold))
+
+
+@app.command()
+@handle_errors
+def detect(
+    paths: Annotated[list[Path], typer.Argument(help="photos or folders of photos")],
+    draw: Annotated[
+        Path | None,
+        typer.Option("--draw", help="write annotated copies (boxes, landmarks) into this folder"),
+    ] = None,
+    profile: Profile = None,
+    offline: Offline = False,
+    json_out: Json = False,
+) -> None:
+    """Find faces: boxes, detector scores and five landmarks; optionally draw them."""
+    from faceledger.cli.draw import annotate
+
+    files = gather(paths)
+    results = []
+    with Engine(make_config(profile, None, offline=offline)) as engine:
+        for result, found in engine.detect_many(render.track(files, "detecting")):
+            if draw is not None and found is not None:
+                annotate(found, draw)
+            results.append(result)
+            if json_out:
+                emit_json(result.to_dict())
+    failures = [(r.image, r.error) for r in results if r.error]
+    if not json_out:
+        out.print(render.detect_table(results))
+        if draw is not None:
+            out.print(f"annotated copies in {draw}")
+    render.failures_block(failures)  # type: ignore[arg-type]
+    raise typer.Exit(1 if failures else 0)
+
+
+def main() -> None:
+    try:
+        app()
+    except BrokenPipeError:  # e.g. `faceledger identify ... | head`
+        sys.stderr.close()

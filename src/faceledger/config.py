@@ -1,0 +1,100 @@
+"""One typed configuration tree, validated once at the edge and passed down.
+
+Values come from (highest first): keyword arguments / CLI flags, environment variables
+(``FACELEDGER_PROFILE``, ``FACELEDGER_DB``, ``FACELEDGER_MODEL_MIRROR``,
+``FACELEDGER_OFFLINE``, ``FACELEDGER_THREADS`` ...), a TOML file named by
+``FACELEDGER_CONFIG``, then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from faceledger.errors import ConfigError
+from faceledger.models.catalog import PROFILES
+
+Strictness = Literal["lenient", "balanced", "strict"]
+
+
+def default_db() -> Path:
+    return Path(platformdirs.user_data_dir("faceledger")) / "gallery.db"
+
+
+def default_cache() -> Path:
+    return Path(platformdirs.user_cache_dir("faceledger")) / "models"
+
+
+class Config(BaseSettings):
+    """Everything an :class:`~faceledger.engine.Engine` needs to know."""
+
+    model_config = SettingsConfigDict(env_prefix="FACELEDGER_", extra="forbid", frozen=True)
+
+    profile: str = Field("embedded", description="model set: " + ", ".join(PROFILES))
+    db: Path = Field(default_factory=default_db, description="gallery database (SQLite file)")
+    model_mirror: Path | None = Field(None, description="folder searched for model files")
+    model_cache: Path = Field(default_factory=default_cache, description="download cache")
+    model_paths: dict[str, Path] = Field(
+        default_factory=dict, description="model name -> folder holding its files"
+    )
+    offline: bool = Field(False, description="never download models")
+    threads: int = Field(0, ge=0, le=256, description="inference threads (0 = all cores)")
+    strictness: Strictness = "balanced"
+    max_pixels: int = Field(60_000_000, gt=0, description="refuse larger images (bombs)")
+    max_bytes: int = Field(100_000_000, gt=0, description="refuse larger image files")
+    detect_max_side: int = Field(
+        1280, ge=160, description="images are downscaled to this longest side for detection"
+    )
+    min_face: int = Field(20, ge=8, description="ignore faces smaller than this (pixels)")
+    min_enroll_face: int = Field(40, ge=8, description="enrollment needs faces this large")
+    det_threshold: float = Field(0.5, gt=0.0, lt=1.0, description="detector score threshold")
+    top_k: int = Field(1, ge=1, le=100)
+
+    @field_validator("profile")
+    @classmethod
+    def _known_profile(cls, value: str) -> str:
+        if value not in PROFILES:
+            raise ValueError(f"unknown profile {value!r}; choose one of: {', '.join(PROFILES)}")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml = os.environ.get("FACELEDGER_CONFIG")
+        if toml:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml)))
+        return tuple(sources)
+
+
+def load_config(**overrides: Any) -> Config:
+    """Build a :class:`Config`; ``None`` overrides are ignored. Errors become ConfigError."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    toml = os.environ.get("FACELEDGER_CONFIG")
+    if toml and not Path(toml).is_file():
+        raise ConfigError(f"FACELEDGER_CONFIG names {toml}, which is not a file")
+    try:
+        return Config(**given)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from None

@@ -1,0 +1,282 @@
+"""The one place where a Config becomes a working pipeline.
+
+image -> Detector -> quality gate -> Aligner -> Embedder -> Matcher over the gallery.
+
+Models are created cheaply and loaded on first use; the gallery is opened on first use.
+Batch methods (``identify_many``, ``detect_many``, ``enroll``) never stop at a bad input:
+each result carries its own error and the caller decides the exit code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from faceledger.config import Config
+from faceledger.embed.base import Embedder, create_embedder
+from faceledger.errors import AmbiguousFaceError, InputError, NoFaceError, StorageError
+from faceledger.faces.align import Aligner, canonical_crops, create_aligner
+from faceledger.faces.detect.base import Detector, DetectorOptions, create_detector
+from faceledger.faces.quality import sharpness, size_gate
+from faceledger.gallery.matcher import Matcher
+from faceledger.gallery.store import Gallery, NewTemplate
+from faceledger.images import load_image
+from faceledger.models.catalog import STRICTNESS_FMR, ModelCard, get_card, get_profile
+from faceledger.models.store import ModelStore
+from faceledger.types import (
+    Embeddings,
+    FaceResult,
+    Faces,
+    ImageArray,
+    ImageResult,
+    Match,
+    Threshold,
+    Verification,
+)
+
+
+@dataclass(frozen=True)
+class EnrollReport:
+    """What happened to one subject's enrollment."""
+
+    subject: str
+    created: bool = False
+    enrolled: tuple[str, ...] = ()
+    failures: tuple[tuple[str, str], ...] = ()
+    """(source, reason) for every input that was not enrolled."""
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """One decoded image with its gated faces."""
+
+    source: str
+    image: ImageArray
+    faces: Faces
+    notes: tuple[str, ...] = field(default=())
+
+
+class Engine:
+    """A detector, an aligner, an embedder and a gallery wired from one Config."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.profile = get_profile(config.profile)
+        self.store = ModelStore(
+            cache_dir=config.model_cache,
+            mirror=config.model_mirror,
+            explicit=config.model_paths,
+            offline=config.offline,
+        )
+        self.detector_card: ModelCard = get_card(self.profile.detector)
+        self.embedder_card: ModelCard = get_card(self.profile.embedder)
+        options = DetectorOptions(score_threshold=config.det_threshold, threads=config.threads)
+        self.detector: Detector = create_detector(self.detector_card, self.store, options)
+        self.aligner: Aligner = create_aligner(self.embedder_card, self.store)
+        self.embedder: Embedder = create_embedder(self.embedder_card, self.store, config.threads)
+        fmr = STRICTNESS_FMR[config.strictness]
+        self.threshold = Threshold(
+            self.embedder_card.threshold_for(fmr),
+            fmr,
+            self.embedder_card.calibration,
+            config.strictness,
+        )
+        self._gallery: Gallery | None = None
+        self._matcher: Matcher | None = None
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Resolve, verify and load every model now (otherwise it happens on first use)."""
+        self.detector.load()
+        self.aligner.load()
+        self.embedder.load()
+
+    @property
+    def gallery(self) -> Gallery:
+        if self._gallery is None:
+            self._gallery = Gallery(self.config.db)
+        return self._gallery
+
+    def close(self) -> None:
+        if self._gallery is not None:
+            self._gallery.close()
+            self._gallery = None
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- stages -------------------------------------------------------------------------
+
+    def read(self, path: Path) -> ImageArray:
+        return load_image(path, self.config.max_pixels, self.config.max_bytes)
+
+    def detect(self, image: ImageArray, min_face: int | None = None) -> Faces:
+        """Faces in an RGB image that pass the size gate, largest first."""
+        h, w = image.shape[:2]
+        faces = self.detector.detect(image).clipped(w, h)
+        return size_gate(faces, min_face or self.config.min_face).sorted_by_area()
+
+    def embed(self, image: ImageArray, faces: Faces) -> Embeddings:
+        return self.embedder.embed(self.aligner.align(image, faces))
+
+    def analyze(self, path: Path, min_face: int | None = None) -> Analysis:
+        image = self.read(path)
+        return Analysis(str(path), image, self.detect(image, min_face))
+
+    # ---- matching -----------------------------------------------------------------------
+
+    def matcher(self) -> Matcher:
+        if self._matcher is None:
+            vectors, names = self.gallery.vectors(self.embedder_card.name)
+            if len(names) == 0:
+                vectors = np.zeros((0, self.embedder_card.embedding_dim), np.float32)
+            self._matcher = Matcher.exact(vectors, names, self.threshold)
+        return self._matcher
+
+    def identify(self, path: Path, top: int = 1) -> ImageResult:
+        """Every face in one image with its open-set decision; raises InputError."""
+        found = self.analyze(path)
+        matches = self.matcher().match(self.embed(found.image, found.faces), top)
+        return _image_result(found, matches)
+
+    def identify_many(self, paths: Iterable[Path], top: int = 1) -> Iterator[ImageResult]:
+        self.matcher()  # fail early on an unusable gallery, before any image
+        for path in paths:
+            try:
+                yield self.identify(path, top)
+            except InputError as exc:
+                yield ImageResult(str(path), error=exc.reason)
+
+    def detect_many(self, paths: Iterable[Path]) -> Iterator[tuple[ImageResult, Analysis | None]]:
+        for path in paths:
+            try:
+                found = self.analyze(path)
+            except InputError as exc:
+                yield ImageResult(str(path), error=exc.reason), None
+                continue
+            yield _image_result(found, None), found
+
+    def verify(self, a: Path, b: Path) -> Verification:
+        """Compare the largest face of two images."""
+        notes: list[str] = []
+        picked: list[Analysis] = []
+        for path in (a, b):
+            found = self.analyze(path)
+            if len(found.faces) == 0:
+                raise NoFaceError(str(path), _no_face_reason(self.config.min_face))
+            if len(found.faces) > 1:
+                notes.append(f"{path}: {len(found.faces)} faces; compared the largest")
+            picked.append(Analysis(found.source, found.image, found.faces.largest()))
+        ea, eb = (self.embed(p.image, p.faces) for p in picked)
+        score = float(ea.vectors[0] @ eb.vectors[0])
+        faces = tuple(_face_result(p.faces, 0, None) for p in picked)
+        return Verification(
+            score, self.threshold, score >= self.threshold.value, faces, tuple(notes)
+        )  # type: ignore[arg-type]
+
+    # ---- enrollment ---------------------------------------------------------------------
+
+    def enroll(
+        self,
+        name: str,
+        paths: Sequence[Path],
+        legal_basis: str | None,
+        largest: bool = False,
+        all_or_nothing: bool = False,
+        progress: Callable[[str], None] | None = None,
+    ) -> EnrollReport:
+        """Enroll one subject from ``paths`` in one transaction; bad photos are reported."""
+        self.gallery.require_model(self.embedder_card.name)
+        new: list[NewTemplate] = []
+        done: list[str] = []
+        failures: list[tuple[str, str]] = []
+        for path in paths:
+            try:
+                new.append(self._template(path, largest))
+                done.append(str(path))
+            except InputError as exc:
+                failures.append((str(path), exc.reason))
+            if progress is not None:
+                progress(str(path))
+        if not new or (failures and all_or_nothing):
+            if new:
+                failures.append((name, "nothing enrolled: another photo failed (--all-or-nothing)"))
+            return EnrollReport(name, False, (), tuple(failures))
+        created = self.gallery.enroll(name, legal_basis, new)
+        self._matcher = None
+        return EnrollReport(name, created, tuple(done), tuple(failures))
+
+    def _template(self, path: Path, largest: bool) -> NewTemplate:
+        found = self.analyze(path, self.config.min_enroll_face)
+        if len(found.faces) == 0:
+            raise NoFaceError(str(path), _no_face_reason(self.config.min_enroll_face))
+        if len(found.faces) > 1 and not largest:
+            raise AmbiguousFaceError(
+                str(path), f"{len(found.faces)} faces found; pass --largest to enroll the largest"
+            )
+        face = found.faces.largest()
+        crops = self.aligner.align(found.image, face)
+        vector = self.embedder.embed(crops).vectors[0]
+        canon, geometry = canonical_crops(found.image, face)
+        return NewTemplate(
+            embedding=vector,
+            model_id=self.embedder_card.name,
+            source_name=path.name,
+            source_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+            quality=float(sharpness(crops)[0]),
+            det_score=float(face.scores[0]),
+            crop_png=_png(canon[0]),
+            crop_geometry={
+                "box": geometry.boxes[0].tolist(),
+                "landmarks": geometry.landmarks[0].tolist(),
+            },
+        )
+
+    def reembed(self) -> int:
+        """Re-embed every stored crop with this engine's embedder (one transaction)."""
+        vectors: dict[int, np.ndarray] = {}
+        for stored in self.gallery.crops():
+            crop = np.asarray(Image.open(io.BytesIO(stored.crop_png)).convert("RGB"))
+            geometry = stored.geometry
+            face = Faces(np.array([geometry["box"]]), np.ones(1), np.array([geometry["landmarks"]]))
+            vectors[stored.template_id] = self.embed(crop, face).vectors[0]
+        if not vectors:
+            raise StorageError(f"{self.config.db}: the gallery has no templates to re-embed")
+        self.gallery.replace_embeddings(self.embedder_card.name, vectors)
+        self._matcher = None
+        return len(vectors)
+
+
+def _no_face_reason(min_size: int) -> str:
+    return f"no face found (faces must be at least {min_size} px)"
+
+
+def _png(image: ImageArray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _face_result(faces: Faces, i: int, match: Match | None) -> FaceResult:
+    box = tuple(float(v) for v in faces.boxes[i])
+    landmarks = tuple((float(x), float(y)) for x, y in faces.landmarks[i])
+    return FaceResult(box, float(faces.scores[i]), landmarks, match)  # type: ignore[arg-type]
+
+
+def _image_result(found: Analysis, matches: list[Match] | None) -> ImageResult:
+    faces = tuple(
+        _face_result(found.faces, i, matches[i] if matches is not None else None)
+        for i in range(len(found.faces))
+    )
+    h, w = found.image.shape[:2]
+    return ImageResult(found.source, faces, None, (w, h))

@@ -1,0 +1,1 @@
+"""Face stages: detection, alignment, quality."""

@@ -1,0 +1,64 @@
+"""SCRFD (InsightFace): two anchors per cell at strides 8/16/32, distances from centres."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from faceledger.faces.detect.base import (
+    DetectorOptions,
+    anchor_centers,
+    finish,
+    register_detector,
+    resize_for_network,
+    to_tensor,
+)
+from faceledger.models.catalog import ModelCard
+from faceledger.models.store import ModelStore
+from faceledger.runtime.onnx import OnnxSession
+from faceledger.types import Faces, ImageArray
+
+STRIDES = (8, 16, 32)
+ANCHORS_PER_CELL = 2
+
+
+def decode(
+    outputs: list[np.ndarray], height: int, width: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Graph outputs (score x3, bbox x3, kps x3) -> boxes, scores, (n, 10) landmarks.
+
+    Outputs may come as (N, k) or (1, N, k); both are flattened to (N, k).
+    """
+    n = len(STRIDES)
+    boxes, scores, kps = [], [], []
+    for i, stride in enumerate(STRIDES):
+        centers = anchor_centers(height // stride, width // stride, stride, ANCHORS_PER_CELL)
+        dist = outputs[n + i].reshape(-1, 4) * stride
+        boxes.append(np.concatenate([centers - dist[:, :2], centers + dist[:, 2:]], axis=1))
+        scores.append(outputs[i].reshape(-1))
+        kps.append(np.tile(centers, 5) + outputs[2 * n + i].reshape(-1, 10) * stride)
+    return np.concatenate(boxes), np.concatenate(scores), np.concatenate(kps)
+
+
+@register_detector("scrfd_2.5g")
+@register_detector("scrfd_500m")
+class ScrfdDetector:
+    """SCRFD on an RGB (x-127.5)/128 canvas: the card's fixed size, else ``input_max_side``."""
+
+    def __init__(self, card: ModelCard, store: ModelStore, options: DetectorOptions) -> None:
+        self.card = card
+        self.store = store
+        self.options = options
+        self._session: OnnxSession | None = None
+
+    def load(self) -> None:
+        if self._session is None:
+            path = self.store.resolve(self.card).path()
+            self._session = OnnxSession(path, self.options.threads)
+
+    def detect(self, image: ImageArray) -> Faces:
+        self.load()
+        assert self._session is not None
+        canvas, back = resize_for_network(image, self.card.input_size, self.options.input_max_side)
+        outputs = self._session.run(to_tensor(canvas, self.card))
+        boxes, scores, kps = decode(outputs, *canvas.shape[:2])
+        return finish(boxes, scores, kps, back, self.options)

