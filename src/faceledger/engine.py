@@ -20,7 +20,13 @@ from PIL import Image
 
 from faceledger.config import Config
 from faceledger.embed.base import Embedder, create_embedder
-from faceledger.errors import AmbiguousFaceError, InputError, NoFaceError, StorageError
+from faceledger.errors import (
+    AmbiguousFaceError,
+    ConfigError,
+    InputError,
+    NoFaceError,
+    StorageError,
+)
 from faceledger.faces.align import Aligner, canonical_crops, create_aligner
 from faceledger.faces.detect.base import Detector, DetectorOptions, create_detector
 from faceledger.faces.quality import sharpness, size_gate
@@ -197,6 +203,10 @@ class Engine:
     ) -> EnrollReport:
         """Enroll one subject from ``paths`` in one transaction; bad photos are reported."""
         self.gallery.require_model(self.embedder_card.name)
+        if not legal_basis and not self.gallery.has_subject(name):
+            raise ConfigError(
+                f"subject {name!r} is new: record the legal basis for enrolling them (--basis)"
+            )
         new: list[NewTemplate] = []
         done: list[str] = []
         failures: list[tuple[str, str]] = []

@@ -57,6 +57,17 @@ def plan_enrollment(
     return plan, loose
 
 
+def require_basis(engine: Engine, names: list[str], basis: str | None) -> None:
+    """Refuse before any work when new subjects would be enrolled without a legal basis."""
+    new = [s for s in names if not engine.gallery.has_subject(s)]
+    if new and not basis:
+        shown = ", ".join(new[:5]) + (" ..." if len(new) > 5 else "")
+        raise ConfigError(
+            f"{len(new)} new subject(s) ({shown}): record the legal basis for enrolling them "
+            "with --basis"
+        )
+
+
 @app.command()
 @handle_errors
 def enroll(
@@ -104,19 +115,19 @@ def enroll(
     if total == 0:
         raise ConfigError("no image files to enroll in " + ", ".join(map(str, paths)))
     reports = []
-    with (
-        Engine(make_config(profile, db, offline=offline)) as engine,
-        render.progress_bar(total, "enrolling") as bar,
-    ):
-        task = bar.task_ids[0]
+    with Engine(make_config(profile, db, offline=offline)) as engine:
+        require_basis(engine, list(plan), basis)
+        engine.load()
+        with render.progress_bar(total, "enrolling") as bar:
+            task = bar.task_ids[0]
 
-        def tick(item: str) -> None:
-            bar.update(task, advance=1, item=item[-60:])
+            def tick(item: str) -> None:
+                bar.update(task, advance=1, item=item[-60:])
 
-        for subject, photos in plan.items():
-            report = engine.enroll(subject, photos, basis, largest, all_or_nothing, tick)
-            reports.append(report)
-            failures.extend(report.failures)
+            for subject, photos in plan.items():
+                report = engine.enroll(subject, photos, basis, largest, all_or_nothing, tick)
+                reports.append(report)
+                failures.extend(report.failures)
     if json_out:
         for r in reports:
             emit_json(

@@ -22,7 +22,7 @@ from rich.table import Table
 from faceledger.types import ImageResult, Threshold
 
 out = Console(soft_wrap=True)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
 

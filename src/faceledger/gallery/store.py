@@ -125,9 +125,15 @@ class Gallery:
         sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
             self._open()
+            # Only once the file is known to be ours: WAL is recorded in the file's header.
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
         except sa.exc.DatabaseError as exc:
             self.engine.dispose()
             raise StorageError(f"{path}: not a usable faceledger gallery ({exc.orig})") from None
+        except BaseException:
+            self.engine.dispose()
+            raise
 
     def _open(self) -> None:
         with self.engine.begin() as conn:
@@ -193,8 +199,13 @@ class Gallery:
         """Add ``new`` templates to subject ``name`` in one transaction; True if created."""
         if not new:
             raise StorageError(f"no templates to enroll for {name!r}")
-        for model_id in {t.model_id for t in new}:
-            self.require_model(model_id)
+        model_ids = sorted({t.model_id for t in new})
+        if len(model_ids) > 1:
+            raise ModelMismatchError(
+                f"{self.path}: templates for {name!r} come from several models "
+                f"({', '.join(model_ids)}); enroll with one embedder"
+            )
+        self.require_model(model_ids[0])
         stamp = now()
         with self.engine.begin() as conn:
             row = conn.execute(
@@ -265,6 +276,11 @@ class Gallery:
 
     # ---- reads --------------------------------------------------------------------------
 
+    def has_subject(self, name: str) -> bool:
+        with self.engine.connect() as conn:
+            query = sa.select(subjects.c.id).where(subjects.c.name == name)
+            return conn.execute(query).first() is not None
+
     def subjects(self) -> list[SubjectInfo]:
         query = (
             sa.select(
@@ -333,6 +349,5 @@ class Gallery:
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()

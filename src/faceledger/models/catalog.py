@@ -43,7 +43,8 @@ class ModelCard:
     input_size: tuple[int, int] | None = None
     """(width, height) the network takes; ``None`` when any size works."""
     color: Literal["RGB", "BGR"] = "RGB"
-    mean: float = 0.0
+    mean: float | tuple[float, float, float] = 0.0
+    """Subtracted from 0-255 pixels (per channel, in the card's colour order, when a tuple)."""
     std: float = 1.0
     aligner: Literal["arcface112", "dlib150", ""] = ""
     embedding_dim: int = 0
@@ -165,6 +166,7 @@ CARDS: tuple[ModelCard, ...] = (
         source="biubug6/Pytorch_Retinaface export (copy at diandianti/photo_analyze)",
         input_size=(640, 640),
         color="BGR",
+        mean=(104.0, 117.0, 123.0),
         published_accuracy="WIDER FACE 90.7/88.2/73.8",
     ),
     ModelCard(

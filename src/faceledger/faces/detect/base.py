@@ -89,7 +89,7 @@ def to_tensor(canvas: np.ndarray, card: ModelCard) -> np.ndarray:
     """HWC uint8 RGB canvas -> NCHW float32 in the card's colour order and normalisation."""
     if card.color == "BGR":
         canvas = canvas[:, :, ::-1]
-    tensor = (canvas.astype(np.float32) - card.mean) / card.std
+    tensor = (canvas.astype(np.float32) - np.asarray(card.mean, np.float32)) / card.std
     return np.ascontiguousarray(tensor.transpose(2, 0, 1)[None])
 
 

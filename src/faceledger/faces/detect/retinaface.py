@@ -20,7 +20,6 @@ from faceledger.types import Faces, ImageArray
 MIN_SIZES = ((16, 32), (64, 128), (256, 512))
 STEPS = (8, 16, 32)
 VARIANCE = (0.1, 0.2)
-BGR_MEAN = np.array([104.0, 117.0, 123.0], dtype=np.float32).reshape(1, 3, 1, 1)
 """Upstream subtracts this per-channel mean from the 0-255 BGR image. The card's scalar
 ``mean`` cannot hold it, so the card keeps 0 (raw BGR) and the decoder subtracts it."""
 
@@ -28,7 +27,7 @@ BGR_MEAN = np.array([104.0, 117.0, 123.0], dtype=np.float32).reshape(1, 3, 1, 1)
 def priors(width: int, height: int) -> np.ndarray:
     """(n, 4) prior boxes cx, cy, w, h in canvas pixels, in the graph's output order."""
     out = []
-    for sizes, step in zip(MIN_SIZES, STEPS):
+    for sizes, step in zip(MIN_SIZES, STEPS, strict=True):
         rows, cols = -(-height // step), -(-width // step)
         centers = anchor_centers(rows, cols, step, len(sizes)) + step / 2
         wh = np.tile(np.asarray(sizes, dtype=np.float32), rows * cols)[:, None].repeat(2, axis=1)
@@ -51,7 +50,7 @@ def decode(
 
 @register_detector("retinaface_mnet025")
 class RetinaFaceDetector:
-    """RetinaFace on a letterboxed BGR canvas of the card's fixed size, minus BGR_MEAN."""
+    """RetinaFace on a letterboxed BGR canvas of the card's fixed size, minus the card's per-channel mean."""
 
     def __init__(self, card: ModelCard, store: ModelStore, options: DetectorOptions) -> None:
         self.card = card
@@ -72,6 +71,6 @@ class RetinaFaceDetector:
         height, width = canvas.shape[:2]
         if (width, height) not in self._priors:
             self._priors[width, height] = priors(width, height)
-        outputs = self._session.run(to_tensor(canvas, self.card) - BGR_MEAN)
+        outputs = self._session.run(to_tensor(canvas, self.card))
         boxes, scores, kps = decode(outputs, self._priors[width, height])
         return finish(boxes, scores, kps, back, self.options)

@@ -1,0 +1,52 @@
+"""Shared fixtures: real data from ../shared (tests skip, saying why, when it is absent)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+MODELS = SHARED / "models"
+SMOKE = SHARED / "datasets" / "smoke"
+LFW = SHARED / "datasets" / "lfw"
+
+
+def need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"{path} is absent: this test needs the shared models and datasets beside the project")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Never touch the user's gallery or cache; look for models in ../shared/models."""
+    base = tmp_path_factory.getbasetemp()
+    monkeypatch.setenv("FACELEDGER_DB", str(base / "default-gallery.db"))
+    monkeypatch.setenv("FACELEDGER_MODEL_CACHE", str(base / "model-cache"))
+    monkeypatch.setenv("FACELEDGER_OFFLINE", "1")
+    if MODELS.is_dir():
+        monkeypatch.setenv("FACELEDGER_MODEL_MIRROR", str(MODELS))
+    else:
+        monkeypatch.delenv("FACELEDGER_MODEL_MIRROR", raising=False)
+    monkeypatch.delenv("FACELEDGER_PROFILE", raising=False)
+    monkeypatch.delenv("FACELEDGER_CONFIG", raising=False)
+    yield
+
+
+@pytest.fixture
+def smoke() -> Path:
+    return need(SMOKE)
+
+
+@pytest.fixture
+def models_dir() -> Path:
+    return need(MODELS)
+
+
+def pytest_report_header() -> str:
+    state = "present" if SHARED.is_dir() else "ABSENT (data tests will skip)"
+    return f"shared data: {SHARED} {state}; threads: {os.cpu_count()}"
