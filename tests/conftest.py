@@ -17,12 +17,16 @@ LFW = SHARED / "datasets" / "lfw"
 
 def need(path: Path) -> Path:
     if not path.exists():
-        pytest.skip(f"{path} is absent: this test needs the shared models and datasets beside the project")
+        pytest.skip(
+            f"{path} is absent: this test needs the shared models and datasets beside the project"
+        )
     return path
 
 
 @pytest.fixture(autouse=True)
-def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _isolated_env(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
     """Never touch the user's gallery or cache; look for models in ../shared/models."""
     base = tmp_path_factory.getbasetemp()
     monkeypatch.setenv("FACELEDGER_DB", str(base / "default-gallery.db"))

@@ -57,7 +57,9 @@ class Config(BaseSettings):
     )
     min_face: int = Field(20, ge=8, description="ignore faces smaller than this (pixels)")
     min_enroll_face: int = Field(40, ge=8, description="enrollment needs faces this large")
-    det_threshold: float = Field(0.5, gt=0.0, lt=1.0, description="detector score threshold")
+    det_threshold: float | None = Field(
+        None, gt=0.0, lt=1.0, description="detector score threshold (default: the model card's)"
+    )
     top_k: int = Field(1, ge=1, le=100)
 
     @field_validator("profile")

@@ -82,7 +82,10 @@ class Engine:
         )
         self.detector_card: ModelCard = get_card(self.profile.detector)
         self.embedder_card: ModelCard = get_card(self.profile.embedder)
-        options = DetectorOptions(score_threshold=config.det_threshold, threads=config.threads)
+        options = DetectorOptions(
+            score_threshold=config.det_threshold or self.detector_card.score_threshold,
+            threads=config.threads,
+        )
         self.detector: Detector = create_detector(self.detector_card, self.store, options)
         self.aligner: Aligner = create_aligner(self.embedder_card, self.store)
         self.embedder: Embedder = create_embedder(self.embedder_card, self.store, config.threads)
@@ -185,10 +188,10 @@ class Engine:
             picked.append(Analysis(found.source, found.image, found.faces.largest()))
         ea, eb = (self.embed(p.image, p.faces) for p in picked)
         score = float(ea.vectors[0] @ eb.vectors[0])
-        faces = tuple(_face_result(p.faces, 0, None) for p in picked)
+        faces = (_face_result(picked[0].faces, 0, None), _face_result(picked[1].faces, 0, None))
         return Verification(
             score, self.threshold, score >= self.threshold.value, faces, tuple(notes)
-        )  # type: ignore[arg-type]
+        )
 
     # ---- enrollment ---------------------------------------------------------------------
 
@@ -197,6 +200,7 @@ class Engine:
         name: str,
         paths: Sequence[Path],
         legal_basis: str | None,
+        *,
         largest: bool = False,
         all_or_nothing: bool = False,
         progress: Callable[[str], None] | None = None,
@@ -278,9 +282,9 @@ def _png(image: ImageArray) -> bytes:
 
 
 def _face_result(faces: Faces, i: int, match: Match | None) -> FaceResult:
-    box = tuple(float(v) for v in faces.boxes[i])
+    x1, y1, x2, y2 = (float(v) for v in faces.boxes[i])
     landmarks = tuple((float(x), float(y)) for x, y in faces.landmarks[i])
-    return FaceResult(box, float(faces.scores[i]), landmarks, match)  # type: ignore[arg-type]
+    return FaceResult((x1, y1, x2, y2), float(faces.scores[i]), landmarks, match)
 
 
 def _image_result(found: Analysis, matches: list[Match] | None) -> ImageResult:

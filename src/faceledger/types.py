@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-FloatArray = npt.NDArray[np.float32]
+FloatArray = npt.NDArray[np.floating[Any]]
+"""Float columns; stored as float32 once inside a value type."""
 ImageArray = npt.NDArray[np.uint8]
 """An RGB image, shape (H, W, 3), uint8, C-contiguous."""
 
@@ -22,7 +23,7 @@ LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 
 
 def _frozen(a: npt.ArrayLike, dtype: type = np.float32) -> Any:
-    arr = np.ascontiguousarray(np.asarray(a, dtype=dtype))
+    arr: np.ndarray = np.ascontiguousarray(np.asarray(a, dtype=dtype))
     arr.setflags(write=False)
     return arr
 

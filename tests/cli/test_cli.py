@@ -28,8 +28,10 @@ def lines(stdout: str) -> list[dict]:
 def known(smoke: Path, tmp_path: Path) -> Path:
     """A folder of person folders: Obama and Biden, one photo each."""
     root = tmp_path / "known"
-    for person, photo in (("obama", "fr_obama/face_recognition_obama.jpg"),
-                          ("biden", "fr_biden/face_recognition_biden.jpg")):
+    for person, photo in (
+        ("obama", "fr_obama/face_recognition_obama.jpg"),
+        ("biden", "fr_biden/face_recognition_biden.jpg"),
+    ):
         (root / person).mkdir(parents=True)
         shutil.copy(smoke / IDS / photo, root / person)
     return root
@@ -64,20 +66,31 @@ def test_reenrolling_adds_templates(gallery: Path, smoke: Path) -> None:
     assert code == 0, err
     code, out, _ = run("subjects", "show", "obama", "--db", gallery, "--json")
     assert [t["source_name"] for t in lines(out)[0]["templates"]] == [
-        "face_recognition_obama.jpg", "face_recognition_obama2.jpg"]
+        "face_recognition_obama.jpg",
+        "face_recognition_obama2.jpg",
+    ]
 
 
-def test_identify_json_and_batch_goes_on_after_bad_input(gallery: Path, smoke: Path, tmp_path: Path) -> None:
+def test_identify_json_and_batch_goes_on_after_bad_input(
+    gallery: Path, smoke: Path, tmp_path: Path
+) -> None:
     empty = tmp_path / "empty.jpg"
     empty.write_bytes(b"")
     text = tmp_path / "notes.jpg"
     text.write_text("not a picture")
     probe = smoke / IDS / "fr_obama" / "face_recognition_obama1.jpg"
     stranger = smoke / IDS / "fr_kit_harington" / "face_recognition_john1.jpeg"
-    code, out, err = run("identify", empty, probe, text, stranger, "--db", gallery, "--json", "--top", "2")
+    code, out, err = run(
+        "identify", empty, probe, text, stranger, "--db", gallery, "--json", "--top", "2"
+    )
     assert code == 1
     results = {Path(r["image"]).name: r for r in lines(out)}
-    assert list(results) == ["empty.jpg", "face_recognition_obama1.jpg", "notes.jpg", "face_recognition_john1.jpeg"]
+    assert list(results) == [
+        "empty.jpg",
+        "face_recognition_obama1.jpg",
+        "notes.jpg",
+        "face_recognition_john1.jpeg",
+    ]
     assert "empty" in results["empty.jpg"]["error"]
     assert "not an image" in results["notes.jpg"]["error"]
     face = results["face_recognition_obama1.jpg"]["faces"][0]
@@ -130,7 +143,9 @@ def test_group_photo_needs_largest(smoke: Path, tmp_path: Path) -> None:
     assert code == 1
     assert "--largest" in err
     assert not db.exists() or run("subjects", "list", "--db", db, "--json")[1] == ""
-    code, _, err = run("enroll", "--name", "someone", group, "--basis", "test", "--db", db, "--largest")
+    code, _, err = run(
+        "enroll", "--name", "someone", group, "--basis", "test", "--db", db, "--largest"
+    )
     assert code == 0, err
 
 
@@ -175,7 +190,9 @@ def test_models_list_and_verify(models_dir: Path) -> None:
     assert code == 0 and "mismatch" not in out
 
 
-def test_reembed_moves_gallery_to_another_model(gallery: Path, smoke: Path, models_dir: Path) -> None:
+def test_reembed_moves_gallery_to_another_model(
+    gallery: Path, smoke: Path, models_dir: Path
+) -> None:
     probe = smoke / IDS / "fr_obama" / "face_recognition_obama1.jpg"
     code, _, err = run("identify", probe, "--db", gallery, "--profile", "fast")
     assert code == 1 and "reembed" in err

@@ -48,7 +48,9 @@ def test_enroll_first_identify_rest(profile: str, smoke: Path, tmp_path: Path) -
     wrongly_known = []
     for photo in strangers:
         result = engine.identify(photo)
-        wrongly_known += [(photo.name, f.match.subject) for f in result.faces if f.match and f.match.known]
+        wrongly_known += [
+            (photo.name, f.match.subject) for f in result.faces if f.match and f.match.known
+        ]
     rank1 = ranked / len(probes)
     print(
         f"\n{profile}: rank-1 {rank1:.2%} ({ranked}/{len(probes)}), identified at threshold "

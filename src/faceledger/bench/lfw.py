@@ -95,5 +95,5 @@ def embed_images(
     if cache is not None and todo:
         cache.parent.mkdir(parents=True, exist_ok=True)
         stored["__fallbacks__"] = np.array([fallbacks])
-        np.savez(cache, **stored)
+        np.savez(cache, **stored)  # type: ignore[arg-type]
     return out, fallbacks

@@ -6,6 +6,7 @@ import sys
 from typing import Annotated
 
 import typer
+from rich.progress import Progress
 from rich.table import Table
 
 from faceledger.cli.common import (
@@ -180,9 +181,16 @@ def models_pull(
     if not wanted:
         raise ConfigError("name the models to pull, or give --profile")
     store = _store()
-    for name in dict.fromkeys(wanted):
-        resolved = store.resolve(get_card(name))
-        out.print(f"{name}: ok ({resolved.origin}: {resolved.path().parent})")
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task("downloading", total=None)
+
+        def show(file: str, done: int, total: int) -> None:
+            bar.update(task, description=f"downloading {file}", completed=done, total=total or None)
+
+        store.progress = show
+        for name in dict.fromkeys(wanted):
+            resolved = store.resolve(get_card(name))
+            out.print(f"{name}: ok ({resolved.origin}: {resolved.path().parent})")
 
 
 @models_app.command("verify")

@@ -82,7 +82,8 @@ def enroll(
         typer.Option(
             "--basis",
             "-b",
-            help="legal basis for processing these people's faces, e.g. 'signed consent forms, 2026-11' (required for new subjects)",
+            help="legal basis for processing these people's faces, e.g. 'signed consent "
+            "forms, 2026-11' (required for new subjects)",
         ),
     ] = None,
     name: Annotated[
@@ -92,7 +93,8 @@ def enroll(
         bool,
         typer.Option(
             "--largest",
-            help="in photos with several faces, enroll the largest (otherwise such photos are rejected)",
+            help="in photos with several faces, enroll the largest "
+            "(otherwise such photos are rejected)",
         ),
     ] = False,
     all_or_nothing: Annotated[
@@ -125,7 +127,14 @@ def enroll(
                 bar.update(task, advance=1, item=item[-60:])
 
             for subject, photos in plan.items():
-                report = engine.enroll(subject, photos, basis, largest, all_or_nothing, tick)
+                report = engine.enroll(
+                    subject,
+                    photos,
+                    basis,
+                    largest=largest,
+                    all_or_nothing=all_or_nothing,
+                    progress=tick,
+                )
                 reports.append(report)
                 failures.extend(report.failures)
     if json_out:
@@ -171,14 +180,15 @@ def identify(
     with Engine(make_config(profile, db, strictness, offline)) as engine:
         if engine.matcher().index.size == 0:
             err.print(
-                f"[yellow]warning:[/] the gallery {engine.config.db} is empty; every face will be unknown"
+                f"[yellow]warning:[/] the gallery {engine.config.db} is empty; "
+                "every face will be unknown"
             )
         results = []
         for result in engine.identify_many(render.track(files, "identifying"), top):
             results.append(result)
             if json_out:
                 emit_json(result.to_dict())
-    failures = [(r.image, r.error) for r in results if r.error]
+    failures = [(r.image, r.error) for r in results if r.error is not None]
     if not json_out:
         out.print(render.identify_table(results, top))
         faces = [f for r in results for f in r.faces]
@@ -188,7 +198,7 @@ def identify(
             f"{len(results)} images, {len(faces)} faces: {known} identified, "
             f"{len(faces) - known} unknown, {len(failures)} failed"
         )
-    render.failures_block(failures)  # type: ignore[arg-type]
+    render.failures_block(failures)
     raise typer.Exit(1 if failures else 0)
 
 
@@ -248,12 +258,12 @@ def detect(
             results.append(result)
             if json_out:
                 emit_json(result.to_dict())
-    failures = [(r.image, r.error) for r in results if r.error]
+    failures = [(r.image, r.error) for r in results if r.error is not None]
     if not json_out:
         out.print(render.detect_table(results))
         if draw is not None:
             out.print(f"annotated copies in {draw}")
-    render.failures_block(failures)  # type: ignore[arg-type]
+    render.failures_block(failures)
     raise typer.Exit(1 if failures else 0)
 
 

@@ -53,10 +53,11 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.hstack([scale * rot, shift[:, None]]).astype(np.float32)
 
 
-def warp(image: ImageArray, matrix: np.ndarray, size: int) -> ImageArray:
-    return cv2.warpAffine(
+def warp(image: ImageArray, matrix: np.ndarray, size: int) -> np.ndarray:
+    out: np.ndarray = cv2.warpAffine(
         image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     )
+    return out
 
 
 def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:

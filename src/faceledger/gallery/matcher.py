@@ -28,7 +28,7 @@ class Matcher:
         return cls(ExactIndex(vectors), labels, threshold)
 
     def match(self, embeddings: Embeddings, top: int = 1) -> list[Match]:
-        """One Match per embedding; ``subject`` is None unless the best score clears the threshold."""
+        """One Match per embedding; ``subject`` is None unless the best score clears the bar."""
         if len(embeddings) == 0:
             return []
         # The top `top` subjects' best templates all rank within top * (max templates per subject).

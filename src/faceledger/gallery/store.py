@@ -217,9 +217,10 @@ class Gallery:
                     raise StorageError(
                         f"subject {name!r} is new: a legal basis is required (--basis)"
                     )
-                subject_id = conn.execute(
+                inserted = conn.execute(
                     subjects.insert().values(name=name, legal_basis=legal_basis, created_at=stamp)
-                ).inserted_primary_key[0]
+                )
+                subject_id = inserted.inserted_primary_key[0]  # type: ignore[index]
             else:
                 subject_id = row.id
                 legal_basis = legal_basis or row.legal_basis

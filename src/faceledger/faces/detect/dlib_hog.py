@@ -70,7 +70,7 @@ class DlibHogDetector:
         self.load()
         h, w = image.shape[:2]
         scale = min(1.0, self.options.input_max_side / max(h, w))
-        small = image
+        small: np.ndarray = image
         if scale < 1.0:
             import cv2
 

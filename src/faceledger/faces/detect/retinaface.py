@@ -50,7 +50,7 @@ def decode(
 
 @register_detector("retinaface_mnet025")
 class RetinaFaceDetector:
-    """RetinaFace on a letterboxed BGR canvas of the card's fixed size, minus the card's per-channel mean."""
+    """RetinaFace on a letterboxed BGR canvas of the card's fixed size, minus its channel means."""
 
     def __init__(self, card: ModelCard, store: ModelStore, options: DetectorOptions) -> None:
         self.card = card
