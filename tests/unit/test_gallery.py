@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,7 +80,7 @@ def test_text_file_is_refused_and_left_byte_identical(tmp_path: Path) -> None:
     path = tmp_path / "notes.db"
     path.write_text("Dear diary, today I pointed faceledger at the wrong file.\n" * 50)
     before = digest(path)
-    with pytest.raises(StorageError, match="notes.db"):
+    with pytest.raises(StorageError, match=r"notes\.db"):
         Gallery(path)
     assert digest(path) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.db"]
@@ -337,7 +338,7 @@ def test_matcher_top_candidates_agree_with_naive_per_subject_max() -> None:
             assert [s for s, _ in got] == [s for s, _ in expected]
             np.testing.assert_allclose([v for _, v in got], [v for _, v in expected], atol=1e-5)
             assert len({s for s, _ in got}) == len(got)
-            assert all(a >= b for (_, a), (_, b) in zip(got, got[1:], strict=False))
+            assert all(a >= b for (_, a), (_, b) in itertools.pairwise(got))
             assert match.score == got[0][1]
             assert match.subject == (got[0][0] if got[0][1] >= 0.2 else None)
 

@@ -119,7 +119,11 @@ BAD_INPUTS: list[tuple[str, Builder, str]] = [
     ("text named .jpg", _text, "not an image file"),
     ("missing path", _missing, "no such file"),
     ("folder", _folder, "is a folder"),
-    ("over pixel limit", _over_pixels, "8000x8000 = 64,000,000 pixels, over the limit of 50,000,000"),
+    (
+        "over pixel limit",
+        _over_pixels,
+        "8000x8000 = 64,000,000 pixels, over the limit of 50,000,000",
+    ),
     ("decompression bomb", _bomb, "decompression bomb"),
     ("over byte limit", _over_bytes, "over the limit of 100,000"),
 ]

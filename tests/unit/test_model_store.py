@@ -33,7 +33,9 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def fake_card(files: dict[str, bytes], url_dir: Path | None = None, name: str = "fake") -> ModelCard:
+def fake_card(
+    files: dict[str, bytes], url_dir: Path | None = None, name: str = "fake"
+) -> ModelCard:
     """A copy of a real card whose files are the given small payloads."""
     return replace(
         get_card("yunet"),
@@ -166,7 +168,9 @@ def test_explicit_folder_wins_over_mirror(tmp_path: Path, mirror: Path) -> None:
     explicit = tmp_path / "mine"
     explicit.mkdir()
     shutil.copyfile(mirror / card.files[0].name, explicit / card.files[0].name)
-    store = ModelStore(tmp_path / "cache", mirror=mirror, explicit={"yunet": explicit}, offline=True)
+    store = ModelStore(
+        tmp_path / "cache", mirror=mirror, explicit={"yunet": explicit}, offline=True
+    )
     resolved = store.resolve(card)
     assert resolved.origin == "explicit"
     assert resolved.path() == explicit / card.files[0].name
@@ -185,7 +189,7 @@ def test_explicit_folder_with_corrupt_file_is_an_error_not_a_fallback(tmp_path: 
     explicit = put(tmp_path / "mine", {**PAYLOAD, "weights.bin": b"old version"})
     mirror = put(tmp_path / "mirror", PAYLOAD)
     store = ModelStore(tmp_path / "cache", mirror=mirror, explicit={"fake": explicit}, offline=True)
-    with pytest.raises(ChecksumError, match="weights.bin"):
+    with pytest.raises(ChecksumError, match=r"weights\.bin"):
         store.resolve(card)
     assert (explicit / "weights.bin").read_bytes() == b"old version"
 
@@ -242,7 +246,9 @@ def test_download_from_file_url_into_cache(tmp_path: Path) -> None:
     card = fake_card(PAYLOAD, url_dir=upstream)
     cache = tmp_path / "cache" / "nested"  # created on demand
     progress: list[tuple[str, int, int]] = []
-    store = ModelStore(cache, mirror=tmp_path / "empty-mirror", progress=lambda *a: progress.append(a))
+    store = ModelStore(
+        cache, mirror=tmp_path / "empty-mirror", progress=lambda *a: progress.append(a)
+    )
     assert store.find(card) is None  # find never downloads
     assert not cache.exists()
 
