@@ -47,6 +47,12 @@ def smoke() -> Path:
 
 
 @pytest.fixture
+def lfw() -> Path:
+    need(LFW / "pairs.txt")
+    return LFW
+
+
+@pytest.fixture
 def models_dir() -> Path:
     return need(MODELS)
 

@@ -14,6 +14,7 @@ import typer
 
 from faceledger.cli import (
     admin,  # noqa: F401  (registers the subjects/models/gallery commands)
+    bench,  # noqa: F401  (registers the bench commands)
     render,
 )
 from faceledger.cli.common import (

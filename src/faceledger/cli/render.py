@@ -60,7 +60,7 @@ def track(items: Sequence[T], label: str) -> Iterator[T]:
 
 
 def box_text(box: Iterable[float]) -> str:
-    return "[" + ", ".join(f"{v:.0f}" for v in box) + "]"
+    return "[" + ",".join(f"{v:.0f}" for v in box) + "]"
 
 
 def threshold_line(threshold: Threshold) -> str:
@@ -72,10 +72,13 @@ def threshold_line(threshold: Threshold) -> str:
 
 def identify_table(results: Sequence[ImageResult], top: int) -> Table:
     table = Table(title="Identification", show_lines=False)
-    for col in ("image", "face box", "subject", "score", "threshold"):
-        table.add_column(col, justify="right" if col in ("score", "threshold") else "left")
+    table.add_column("image", overflow="fold", min_width=12)
+    table.add_column("face box", no_wrap=True)
+    table.add_column("subject", overflow="fold")
+    table.add_column("score", justify="right", no_wrap=True)
+    table.add_column("threshold", justify="right", no_wrap=True)
     if top > 1:
-        table.add_column("candidates")
+        table.add_column("candidates", overflow="fold")
     for result in results:
         if result.error:
             table.add_row(result.image, "-", f"[red]error: {result.error}[/]", "", "")
@@ -102,8 +105,10 @@ def identify_table(results: Sequence[ImageResult], top: int) -> Table:
 
 def detect_table(results: Sequence[ImageResult]) -> Table:
     table = Table(title="Detection")
-    for col in ("image", "size", "faces", "boxes (x1, y1, x2, y2) and scores"):
-        table.add_column(col)
+    table.add_column("image", overflow="fold", min_width=12)
+    table.add_column("size", no_wrap=True)
+    table.add_column("faces", justify="right")
+    table.add_column("boxes [x1,y1,x2,y2] and scores", overflow="fold")
     for result in results:
         if result.error:
             table.add_row(result.image, "", "", f"[red]error: {result.error}[/]")

@@ -12,7 +12,14 @@ from faceledger.errors import ModelError
 class OnnxSession:
     """Runs one ONNX graph; created by a model's ``load()``, never at import time."""
 
-    def __init__(self, path: Path, threads: int = 0, providers: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        path: Path,
+        threads: int = 0,
+        providers: tuple[str, ...] = (),
+        dynamic_batch: bool = False,
+    ) -> None:
+        """``dynamic_batch``: if the graph fixes batch 1, rewrite it to take any batch."""
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -21,8 +28,11 @@ class OnnxSession:
         options.log_severity_level = 3
         available = ort.get_available_providers()
         chosen = [p for p in providers if p in available] or ["CPUExecutionProvider"]
+        source: str | bytes = str(path)
+        if dynamic_batch:
+            source = with_dynamic_batch(path) or source
         try:
-            self._session = ort.InferenceSession(str(path), options, providers=chosen)
+            self._session = ort.InferenceSession(source, options, providers=chosen)
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise ModelError(f"{path}: onnxruntime cannot load this model ({exc})") from exc
         inputs = self._session.get_inputs()
@@ -41,3 +51,40 @@ class OnnxSession:
     def run(self, tensor: np.ndarray) -> list[np.ndarray]:
         outputs = self._session.run(self.output_names, {self.input_name: tensor})
         return [np.asarray(o) for o in outputs]
+
+
+def with_dynamic_batch(path: Path) -> bytes | None:
+    """The graph at ``path`` with its fixed batch of 1 made symbolic, or None if not needed.
+
+    Exported graphs often pin batch 1 on their input, outputs and the shape of a final
+    ``Reshape`` ([1, -1]). Those are rewritten (the reshape to [0, -1], which copies the
+    batch); anything else that depends on the batch makes this return None (batch 1 stays).
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    dims = [graph.input[0].type.tensor_type.shape.dim[0]] + [
+        o.type.tensor_type.shape.dim[0] for o in graph.output
+    ]
+    if dims[0].dim_value != 1:
+        return None
+    constants = {n.output[0]: n.attribute[0].t for n in graph.node if n.op_type == "Constant"}
+    constants |= {i.name: i for i in graph.initializer}
+    for node in graph.node:
+        if node.op_type in ("Shape", "Expand", "Tile", "ConstantOfShape"):
+            return None
+        if node.op_type == "Reshape":
+            tensor = constants.get(node.input[1])
+            if tensor is None:
+                return None
+            shape = numpy_helper.to_array(tensor)
+            if shape[0] == 1:
+                tensor.CopyFrom(
+                    numpy_helper.from_array(np.r_[0, shape[1:]].astype(shape.dtype), tensor.name)
+                )
+    for dim in dims:
+        dim.dim_param = "batch"
+    del graph.value_info[:]
+    return bytes(model.SerializeToString())

@@ -1,0 +1,279 @@
+"""``faceledger bench``: measured accuracy and speed on public protocols, beside a peer."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from faceledger.bench import protocols, report
+from faceledger.bench.lfw import LfwEmbedder, read_pairs
+from faceledger.bench.peer import PEERS, FaceRecognitionPeer
+from faceledger.bench.run import LfwData, LfwResult, evaluate, summary_row
+from faceledger.bench.speed import measure, measure_peer
+from faceledger.cli.common import Offline, Profile, app, gather, handle_errors
+from faceledger.cli.render import emit_json, err, out
+from faceledger.config import load_config
+from faceledger.engine import Engine
+from faceledger.errors import ConfigError
+
+bench_app = typer.Typer(
+    help=(
+        "Measure accuracy (LFW verification, 1:N identification, open set) and speed, "
+        "optionally beside the face_recognition library in the same run."
+    ),
+    no_args_is_help=True,
+)
+app.add_typer(bench_app, name="bench")
+
+Data = Annotated[
+    Path,
+    typer.Option("--data", help="LFW folder: images/<person>/<person>_NNNN.jpg and pairs*.txt"),
+]
+Cache = Annotated[
+    Path,
+    typer.Option("--cache", help="where detections and embeddings are cached between runs"),
+]
+Flip = Annotated[
+    bool, typer.Option("--flip", help="test-time augmentation: embed the mirrored face too")
+]
+Batch = Annotated[int, typer.Option("--batch", min=1, help="faces per embedder call")]
+Threads = Annotated[
+    int | None, typer.Option("--threads", min=0, help="inference threads (0: all cores)")
+]
+Peer = Annotated[
+    str | None,
+    typer.Option("--peer", help="also run this library's own pipeline: face_recognition"),
+]
+JsonFile = Annotated[Path | None, typer.Option("--json", help="write the result to this JSON file")]
+
+
+@contextmanager
+def bars() -> Iterator[Callable[[str, int], Callable[[int], None]]]:
+    """A progress factory: (label, total) -> advance(n), all on one stderr display."""
+    display = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+    )
+
+    def factory(label: str, total: int) -> Callable[[int], None]:
+        task = display.add_task(label, total=total)
+        return lambda n: display.advance(task, n)
+
+    with display:
+        yield factory
+
+
+def bench_engine(profile: str | None, offline: bool, threads: int | None) -> Engine:
+    overrides: dict[str, Any] = {"profile": profile, "offline": offline or None}
+    if threads is not None:
+        overrides["threads"] = threads
+    engine = Engine(load_config(**overrides))
+    engine.load()
+    return engine
+
+
+def models_of(engine: Engine, flip: bool) -> list[str]:
+    names = [engine.detector_card.name, engine.embedder_card.name]
+    return names + (["flip"] if flip else [])
+
+
+def check_peer(peer: str | None) -> None:
+    if peer is not None and peer not in PEERS:
+        raise ConfigError(f"unknown peer {peer!r}; choose from: {', '.join(PEERS)}")
+
+
+@bench_app.command("lfw")
+@handle_errors
+def lfw(
+    data: Data = Path("../shared/datasets/lfw"),
+    profile: Profile = None,
+    flip: Flip = False,
+    peer: Peer = None,
+    json_file: JsonFile = None,
+    report_dir: Annotated[
+        Path | None, typer.Option("--report", help="folder for report.md, roc.png and det.png")
+    ] = None,
+    cache: Cache = Path(".cache/bench"),
+    batch: Batch = 32,
+    threads: Threads = None,
+    speed_sample: Annotated[
+        int, typer.Option("--speed-sample", min=0, help="LFW images timed for the speed keys")
+    ] = 100,
+    per_fold: Annotated[
+        int | None,
+        typer.Option("--per-fold", min=1, help="quick run: N mated + N non-mated pairs per fold"),
+    ] = None,
+    offline: Offline = False,
+) -> None:
+    """LFW View 2 (10 folds), 1:N closed set (5,749 people) and open set, as one JSON result.
+
+    Thresholds are never tuned on View 2 here: the accuracy uses the standard 10-fold
+    protocol, and TAR/FNIR use thresholds set on the non-mated scores themselves.
+    """
+    check_peer(peer)
+    dataset = LfwData.open(data, per_fold)
+    engine = bench_engine(profile, offline, threads)
+    results: dict[str, LfwResult] = {}
+    columns: list[dict[str, Any]] = []
+    sample = [p for p in _sample_paths(dataset, speed_sample)]
+    with bars() as progress:
+        ours = LfwEmbedder(engine, data, cache, flip, batch)
+        result = evaluate(ours, dataset, engine.config.profile, "cosine", progress)
+        if sample:
+            speed = measure(engine, sample, progress("timing ours", len(sample)))
+            result.summary.update(
+                ms_detect=speed.ms_detect,
+                ms_embed_per_face=speed.ms_embed_per_face,
+                images_per_s=speed.images_per_s,
+            )
+        label = f"faceledger {engine.config.profile}"
+        results[label] = result
+        columns.append(
+            {"profile": engine.config.profile, "models": models_of(engine, flip), **result.summary}
+        )
+        if peer:
+            other = FaceRecognitionPeer(data, cache)
+            peer_result = evaluate(other, dataset, peer, "euclidean", progress)
+            if sample:
+                rate = measure_peer(other, sample, progress("timing the peer", len(sample)))
+                peer_result.summary["images_per_s"] = rate
+            results[peer] = peer_result
+            columns.append(
+                {"profile": peer, "models": ["dlib HOG", "dlib ResNet-128"], **peer_result.summary}
+            )
+    document = {
+        **summary_row(columns[0]),
+        "details": result.details,
+        "peer": {**summary_row(columns[1]), "details": results[peer].details} if peer else None,
+    }
+    _write_outputs(document, columns, results, json_file, report_dir)
+
+
+def _sample_paths(dataset: LfwData, count: int) -> list[Path]:
+    from faceledger.bench.lfw import image_path
+
+    keys = dataset.keys()
+    if count == 0 or not keys:
+        return []
+    step = max(1, len(keys) // count)
+    return [image_path(dataset.root, k) for k in keys[::step][:count]]
+
+
+def _write_outputs(
+    document: dict[str, Any],
+    columns: list[dict[str, Any]],
+    results: dict[str, LfwResult],
+    json_file: Path | None,
+    report_dir: Path | None,
+) -> None:
+    table = report.markdown(columns)
+    if json_file is not None:
+        json_file.parent.mkdir(parents=True, exist_ok=True)
+        json_file.write_text(json.dumps(document, indent=2) + "\n")
+        err.print(f"wrote {json_file}")
+    if report_dir is not None:
+        report_dir.mkdir(parents=True, exist_ok=True)
+        (report_dir / "report.md").write_text(table)
+        (report_dir / "results.json").write_text(json.dumps(document, indent=2) + "\n")
+        for path in report.plots(results, report_dir):
+            err.print(f"wrote {path}")
+    out.print(table, markup=False, highlight=False)
+
+
+@bench_app.command("speed")
+@handle_errors
+def speed(
+    images: Annotated[list[Path], typer.Option("--images", help="photos or folders to time on")],
+    profile: Profile = None,
+    count: Annotated[int, typer.Option("--count", min=1, help="images to time on")] = 200,
+    peer: Peer = None,
+    json_file: JsonFile = None,
+    threads: Threads = None,
+    offline: Offline = False,
+) -> None:
+    """Detect ms per image, align+embed ms per face (batch 1 and batched), images/s, peak RSS."""
+    check_peer(peer)
+    files = gather(images)
+    step = max(1, len(files) // count)
+    sample = files[::step][:count]
+    engine = bench_engine(profile, offline, threads)
+    with bars() as progress:
+        result = measure(engine, sample, progress("timing ours", len(sample)))
+        peer_rate = None
+        if peer:
+            other = FaceRecognitionPeer(Path("."), None)
+            peer_rate = measure_peer(other, sample, progress("timing the peer", len(sample)))
+    document: dict[str, Any] = {
+        "profile": engine.config.profile,
+        "models": models_of(engine, False),
+        "ms_detect": result.ms_detect,
+        "ms_embed_per_face": result.ms_embed_per_face,
+        "ms_embed_per_face_batched": {
+            str(k): v for k, v in result.ms_embed_per_face_batched.items()
+        },
+        "images_per_s": result.images_per_s,
+        "peak_rss_mb": result.peak_rss_mb,
+        "images": result.images,
+        "faces": result.faces,
+        "threads": engine.config.threads,
+        "peer": {"name": peer, "images_per_s": peer_rate} if peer else None,
+        "speed_ratio": result.images_per_s / peer_rate if peer_rate else None,
+    }
+    if json_file is not None:
+        json_file.parent.mkdir(parents=True, exist_ok=True)
+        json_file.write_text(json.dumps(document, indent=2) + "\n")
+    emit_json(document)
+
+
+@bench_app.command("calibrate")
+@handle_errors
+def calibrate(
+    data: Data = Path("../shared/datasets/lfw"),
+    profile: Profile = None,
+    flip: Flip = False,
+    cache: Cache = Path(".cache/bench"),
+    batch: Batch = 32,
+    threads: Threads = None,
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", min=1, help="quick run: N mated and N non-mated pairs only"),
+    ] = None,
+    offline: Offline = False,
+) -> None:
+    """Thresholds at FMR 1e-2, 1e-3, 1e-4 from LFW View 1 (pairsDevTrain.txt); never View 2.
+
+    Mated scores: the file's 1,100 same-person pairs. Non-mated: every pair of images of
+    two different people among the images it names. Paste the result into the model card.
+    """
+    pairs = read_pairs(data / "pairsDevTrain.txt")
+    if limit is not None:
+        pairs = [p for p in pairs if p.same][:limit] + [p for p in pairs if not p.same][:limit]
+    keys = sorted({k for p in pairs for k in (p.a, p.b)})
+    engine = bench_engine(profile, offline, threads)
+    with bars() as progress:
+        vectors, fallbacks = LfwEmbedder(engine, data, cache, flip, batch).run(
+            keys, progress("embedding View 1", len(keys))
+        )
+    cal = protocols.calibration(vectors, pairs)
+    emit_json(
+        {
+            "profile": engine.config.profile,
+            "models": models_of(engine, flip),
+            "protocol": "LFW View 1 pairsDevTrain",
+            "images": len(keys),
+            "det_failures": len(fallbacks),
+            "mated_pairs": cal.mated_pairs,
+            "non_mated_pairs": cal.non_mated_pairs,
+            "thresholds": {f"{f:g}": round(t, 4) for f, t in cal.thresholds.items()},
+            "tar": {f"{f:g}": round(v, 4) for f, v in cal.tar.items()},
+        }
+    )
