@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 from rich.progress import Progress
 from rich.table import Table
@@ -15,16 +17,19 @@ from faceledger.cli.common import (
     Offline,
     Profile,
     gallery_app,
+    gather,
     handle_errors,
     make_config,
     models_app,
     subjects_app,
 )
 from faceledger.cli.render import emit_json, err, out
+from faceledger.convert import convert, convertible
 from faceledger.engine import Engine
-from faceledger.errors import ChecksumError, ConfigError, ModelError
+from faceledger.errors import ConfigError, InputError, ModelError
+from faceledger.faces.align import ArcFaceAligner
 from faceledger.gallery.store import Gallery
-from faceledger.models.catalog import CARDS, PROFILES, get_card, get_profile
+from faceledger.models.catalog import CARDS, PROFILES, ModelCard, get_card, get_profile
 from faceledger.models.store import ModelStore
 
 # ---- subjects -------------------------------------------------------------------------------
@@ -127,6 +132,29 @@ def _profiles_using(name: str) -> str:
     return ", ".join(p.name for p in PROFILES.values() if name in (p.detector, p.embedder))
 
 
+def _locate(store: ModelStore, card: ModelCard) -> tuple[str, str]:
+    """(status, where) of a card's files: ok, unconverted, missing or mismatch.
+
+    A card that is converted locally (EdgeFace) is ``ok`` once its converted file is
+    there; with only its source present it is ``unconverted``.
+    """
+    try:
+        found = store.find(card)
+        source = f"{found.origin}: {found.path().parent}" if found else ""
+        if not card.converted:
+            return ("ok", source) if found else ("missing", "")
+        converted = store.find_converted(card)
+    except ModelError as exc:
+        return "mismatch", str(exc)
+    if converted is not None:
+        return "ok", f"converted: {converted}"
+    if found is not None:
+        return "unconverted", (
+            f"not converted (source in {source}); run: faceledger models convert {card.name}"
+        )
+    return "missing", ""
+
+
 @models_app.command("list")
 @handle_errors
 def models_list(json_out: Json = False) -> None:
@@ -134,14 +162,12 @@ def models_list(json_out: Json = False) -> None:
     store = _store(offline=True)
     rows = []
     for card in CARDS:
-        try:
-            found = store.find(card)
-            where = f"{found.origin}: {found.path().parent}" if found else "not found"
-        except ChecksumError as exc:
-            where = f"CHECKSUM MISMATCH ({exc})"
-        rows.append((card, where))
+        status, where = _locate(store, card)
+        if status == "mismatch":
+            where = f"CHECKSUM MISMATCH ({where})"
+        rows.append((card, status, where or "not found"))
     if json_out:
-        for card, where in rows:
+        for card, status, where in rows:
             emit_json(
                 {
                     "name": card.name,
@@ -150,6 +176,8 @@ def models_list(json_out: Json = False) -> None:
                     "source": card.source,
                     "profiles": _profiles_using(card.name),
                     "files": [f.name for f in card.files],
+                    "converted_file": card.converted or None,
+                    "status": status,
                     "found": where,
                     "thresholds": {f"{k:g}": v for k, v in card.thresholds.items()},
                     "calibration": card.calibration,
@@ -160,7 +188,7 @@ def models_list(json_out: Json = False) -> None:
     table = Table(title="Model catalog")
     for col in ("name", "kind", "profiles", "licence", "found"):
         table.add_column(col)
-    for card, where in rows:
+    for card, _status, where in rows:
         table.add_row(card.name, card.kind, _profiles_using(card.name), card.licence, where)
     out.print(table)
 
@@ -189,29 +217,102 @@ def models_pull(
 
         store.progress = show
         for name in dict.fromkeys(wanted):
-            resolved = store.resolve(get_card(name))
+            card = get_card(name)
+            resolved = store.resolve(card)
             out.print(f"{name}: ok ({resolved.origin}: {resolved.path().parent})")
+            if card.converted and store.find_converted(card) is None:
+                out.print(f"{name}: not converted yet; run: faceledger models convert {name}")
+
+
+@models_app.command("convert")
+@handle_errors
+def models_convert(
+    name: Annotated[str, typer.Argument(help=f"model to convert: {' | '.join(convertible())}")],
+    check: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--check",
+            help="photo or folder whose faces measure the conversion (the largest face of "
+            "each, up to 16); without it, synthetic images are used",
+        ),
+    ] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option("--profile", "-p", help="profile whose detector finds the --check faces"),
+    ] = None,
+    offline: Offline = False,
+    json_out: Json = False,
+) -> None:
+    r"""Make a model's ONNX file from its published PyTorch weights (needs PyTorch).
+
+    The source file is found like any model file (cache, mirror, download) and its sha256
+    checked; the ONNX file goes into the model cache with its own sha256 recorded beside
+    it. Parity with the published model and onnxruntime's agreement with PyTorch are
+    measured and reported. Install the converter with: pip install 'faceledger\[convert]'.
+    """
+    card = get_card(name)
+    store = _store(offline)
+    faces = _check_faces(check, profile, offline) if check else None
+    report = convert(
+        card, store, faces, say=lambda line: err.print(line, highlight=False, markup=False)
+    )
+    if json_out:
+        emit_json(report.as_dict())
+        return
+    parity = ", ".join(
+        f"{engine} {low:.4f}" for engine, (low, _mean) in report.quantized_cosine.items()
+    )
+    out.print(
+        f"{name}: converted {report.source} -> {report.path}\n"
+        f"  sha256 {report.sha256}\n"
+        f"  float vs published int8 model, lowest cosine on {report.checked_on}: {parity}\n"
+        f"  onnxruntime vs torch: max abs diff {report.onnx_max_abs_diff:.1e}",
+        highlight=False,
+        markup=False,
+    )
+
+
+_MAX_CHECK_FACES = 16
+
+
+def _check_faces(paths: list[Path], profile: str | None, offline: bool) -> np.ndarray:
+    """ArcFace-aligned 112x112 crops of the largest face in each photo (profile's detector)."""
+    aligner = ArcFaceAligner(112)
+    crops = []
+    with Engine(make_config(profile, offline=offline)) as engine:
+        for path in gather(paths)[:_MAX_CHECK_FACES]:
+            try:
+                image = engine.read(path)
+            except InputError as exc:
+                err.print(f"[yellow]skipped[/] {exc}")
+                continue
+            faces = engine.detect(image).largest()
+            if len(faces) == 0:
+                err.print(f"[yellow]skipped[/] {path}: no face found")
+                continue
+            crops.append(aligner.align(image, faces)[0])
+    if not crops:
+        raise ConfigError("no face found in the --check photos")
+    return np.stack(crops)
 
 
 @models_app.command("verify")
 @handle_errors
 def models_verify(json_out: Json = False) -> None:
-    """Check the sha256 of every model file that is present; exit 1 on any mismatch."""
+    """Check the sha256 of every model file that is present; exit 1 on any mismatch.
+
+    Locally converted files are checked against the sha256 recorded when they were made.
+    """
     store = _store(offline=True)
     bad = 0
+    colours = {"ok": "green", "unconverted": "yellow", "missing": "yellow", "mismatch": "red"}
     for card in CARDS:
-        try:
-            found = store.find(card)
-            status, where = (
-                ("ok", f"{found.origin}: {found.path().parent}") if found else ("missing", "")
-            )
-        except ModelError as exc:
-            status, where, bad = "mismatch", str(exc), bad + 1
+        status, where = _locate(store, card)
+        bad += status == "mismatch"
         if json_out:
             emit_json({"name": card.name, "status": status, "where": where})
         else:
-            colour = {"ok": "green", "missing": "yellow", "mismatch": "red"}[status]
-            out.print(f"[{colour}]{status:8}[/] {card.name:20} {where}")
+            out.print(f"[{colours[status]}]{status:11}[/] {card.name:20} {where}")
     raise typer.Exit(1 if bad else 0)
 
 

@@ -1,4 +1,8 @@
-"""ONNX embedders that take ArcFace-aligned crops (MobileFaceNet and kin)."""
+"""ONNX embedders that take ArcFace-aligned crops (MobileFaceNet, EdgeFace and kin).
+
+EdgeFace is published as a PyTorch state dict; its cards name the ONNX file that
+``faceledger models convert`` makes, and ``ModelStore.runtime_path`` finds it (or says how
+to make it)."""
 
 from __future__ import annotations
 
@@ -10,7 +14,12 @@ from faceledger.models.store import ModelStore
 from faceledger.runtime.onnx import OnnxSession
 from faceledger.types import Embeddings
 
+_BATCH = 32
+"""Faces per run for graphs with a dynamic batch dimension."""
 
+
+@register_embedder("edgeface_xxs")
+@register_embedder("edgeface_xs")
 @register_embedder("mobilefacenet")
 class OnnxArcFaceEmbedder:
     def __init__(self, card: ModelCard, store: ModelStore, threads: int = 0) -> None:
@@ -24,7 +33,7 @@ class OnnxArcFaceEmbedder:
 
     def _loaded(self) -> OnnxSession:
         if self._session is None:
-            self._session = OnnxSession(self.store.resolve(self.card).path(), self.threads)
+            self._session = OnnxSession(self.store.runtime_path(self.card), self.threads)
         return self._session
 
     def embed(self, crops: np.ndarray) -> Embeddings:
@@ -33,6 +42,10 @@ class OnnxArcFaceEmbedder:
             return empty(self.card)
         x = crops[..., ::-1] if self.card.color == "BGR" else crops
         x = ((x.astype(np.float32) - self.card.mean) / self.card.std).transpose(0, 3, 1, 2)
-        # The shipped graph fixes batch 1, so faces run one at a time for now.
-        rows = [session.run(np.ascontiguousarray(x[i : i + 1]))[0] for i in range(len(x))]
+        # A graph that fixes its batch (MobileFaceNet's: 1) runs one face at a time.
+        fixed = session.input_shape[0]
+        step = fixed if isinstance(fixed, int) and fixed > 0 else _BATCH
+        rows = [
+            session.run(np.ascontiguousarray(x[i : i + step]))[0] for i in range(0, len(x), step)
+        ]
         return Embeddings(np.concatenate(rows).reshape(len(x), -1), self.card.name)

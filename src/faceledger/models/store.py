@@ -11,12 +11,21 @@ ONNX files may refer to their external-data files by name):
 
 Every file found is checked against the sha256 on its card; a mismatch in a place the user
 chose (explicit folder, mirror) is an error naming the file and both digests.
+
+A card with ``converted`` set (EdgeFace) declares its *source* in ``files``, resolved as
+above, and names the file the runtime loads, which ``faceledger models convert NAME`` makes
+from the source. That file cannot carry a pinned sha256 (it depends on the exporter), so
+the conversion writes a record beside it, ``<converted>.json``, holding the file's sha256
+and the sha256 of every source file. ``find_converted`` looks in the explicit folder, the
+cache and the mirror, and accepts a file only when it matches its record and the record
+names the card's own source files.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -25,6 +34,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from faceledger.errors import ChecksumError, ModelError, ModelNotFoundError
 from faceledger.models.catalog import ModelCard, ModelFile
@@ -106,6 +116,82 @@ class ModelStore:
             raise ModelNotFoundError(self._not_found_message(card))
         return self._download(card)
 
+    # ---- converted models ---------------------------------------------------------------
+
+    def find_converted(self, card: ModelCard) -> Path | None:
+        """The verified converted file for ``card``, or ``None`` if it was never converted.
+
+        A file converted from other source files than the card's (an older card) counts as
+        absent; a file that no longer matches its own record raises ``ChecksumError``.
+        """
+        if not card.converted:
+            raise ModelError(f"model {card.name} is used as published; it has no converted file")
+        for _origin, folder in self._converted_places(card):
+            if folder is None:
+                continue
+            path = folder / card.converted
+            if not path.is_file():
+                continue
+            record = read_conversion_record(path)
+            if record is None:
+                continue
+            if record.get("source") != _source_digests(card):
+                log.info("%s was converted from other source files; ignoring it", path)
+                continue
+            actual = sha256_file(path)
+            if actual != record.get("sha256"):
+                raise ChecksumError(
+                    f"model {card.name}: {path} has sha256 {actual}, but its conversion record "
+                    f"says {record.get('sha256')}. Remove it and run: faceledger models convert "
+                    f"{card.name}"
+                )
+            return path
+        return None
+
+    def resolve_converted(self, card: ModelCard) -> Path:
+        """The verified converted file for ``card``; raises saying how to make it."""
+        found = self.find_converted(card)
+        if found is not None:
+            return found
+        looked = "; ".join(
+            f"{origin}: {folder}" for origin, folder in self._converted_places(card) if folder
+        )
+        raise ModelNotFoundError(
+            f"model {card.name} has not been converted: {card.converted} (with its record "
+            f"{card.converted}.json) is not in {looked}. It is made locally from "
+            f"{', '.join(f.name for f in card.files)}; run: faceledger models convert "
+            f"{card.name}  (this needs PyTorch: pip install 'faceledger[convert]')"
+        )
+
+    def runtime_path(self, card: ModelCard) -> Path:
+        """The file an inference session loads: the converted file if the card has one."""
+        return self.resolve_converted(card) if card.converted else self.resolve(card).path()
+
+    def conversion_target(self, card: ModelCard) -> Path:
+        """Where ``faceledger models convert`` writes ``card``'s converted file."""
+        if not card.converted:
+            raise ModelError(f"model {card.name} is used as published; it needs no conversion")
+        return self.cache_dir / card.converted
+
+    def record_conversion(self, card: ModelCard, path: Path, details: Mapping[str, Any]) -> str:
+        """Write the record beside a freshly converted file; returns the file's sha256."""
+        digest = sha256_file(path)
+        record = {
+            "model": card.name,
+            "file": path.name,
+            "sha256": digest,
+            "source": _source_digests(card),
+            **details,
+        }
+        target = conversion_record_path(path)
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        tmp.replace(target)
+        return digest
+
+    def _converted_places(self, card: ModelCard) -> list[tuple[str, Path | None]]:
+        return [(o, f) for o, f in self.candidates(card) if o != "package"]
+
     def _verify(self, card: ModelCard, paths: Mapping[str, Path], origin: str) -> bool:
         for f in card.files:
             actual = sha256_file(paths[f.name])
@@ -176,6 +262,27 @@ class ModelStore:
             ) from exc
         finally:
             tmp.unlink(missing_ok=True)
+
+
+def _source_digests(card: ModelCard) -> dict[str, str]:
+    return {f.name: f.sha256 for f in card.files}
+
+
+def conversion_record_path(converted: Path) -> Path:
+    """Where the record of a converted file lives: beside it, named ``<file>.json``."""
+    return converted.with_name(converted.name + ".json")
+
+
+def read_conversion_record(converted: Path) -> dict[str, Any] | None:
+    """The record written beside a converted file, or ``None`` when there is none."""
+    path = conversion_record_path(converted)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{path}: unreadable conversion record ({exc})") from exc
+    return record if isinstance(record, dict) else None
 
 
 def _package_models_dir(package: str) -> Path | None:
