@@ -41,6 +41,8 @@ class Config(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FACELEDGER_", extra="forbid", frozen=True)
 
     profile: str = Field("embedded", description="model set: " + ", ".join(PROFILES))
+    detector: str | None = Field(None, description="detector model (default: the profile's)")
+    embedder: str | None = Field(None, description="embedder model (default: the profile's)")
     db: Path = Field(default_factory=default_db, description="gallery database (SQLite file)")
     model_mirror: Path | None = Field(None, description="folder searched for model files")
     model_cache: Path = Field(default_factory=default_cache, description="download cache")

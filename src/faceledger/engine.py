@@ -80,8 +80,11 @@ class Engine:
             explicit=config.model_paths,
             offline=config.offline,
         )
-        self.detector_card: ModelCard = get_card(self.profile.detector)
-        self.embedder_card: ModelCard = get_card(self.profile.embedder)
+        self.detector_card: ModelCard = get_card(config.detector or self.profile.detector)
+        self.embedder_card: ModelCard = get_card(config.embedder or self.profile.embedder)
+        for card, kind in ((self.detector_card, "detector"), (self.embedder_card, "embedder")):
+            if card.kind != kind:
+                raise ConfigError(f"model {card.name} is a {card.kind}, not a {kind}")
         options = DetectorOptions(
             score_threshold=config.det_threshold or self.detector_card.score_threshold,
             threads=config.threads,

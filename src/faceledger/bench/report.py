@@ -11,6 +11,7 @@ import numpy as np
 
 from faceledger.bench import metrics
 from faceledger.bench.run import LfwResult
+from faceledger.errors import ConfigError
 
 ROWS: tuple[tuple[str, str, str], ...] = (
     ("lfw_acc", "LFW 10-fold accuracy", "pct"),
@@ -40,23 +41,28 @@ def fmt(value: Any, kind: str) -> str:
     return f"{value:.{kind[-1]}f}"
 
 
-def markdown(columns: Sequence[Mapping[str, Any]]) -> str:
-    """One column per result (ours first, then the peer), and a ratio when there are two."""
+def markdown(columns: Sequence[Mapping[str, Any]], ratio: bool = True) -> str:
+    """One column per result (ours first, then the peer); with ``ratio`` (only for columns
+    timed in one run) the images/s of each column over the last one's."""
     heads = [f"{c['profile']} ({' + '.join(c.get('models', []))})" for c in columns]
     lines = ["| measure | " + " | ".join(heads) + " |", "|---" * (len(columns) + 1) + "|"]
     for key, label, kind in ROWS:
         if all(c.get(key) is None for c in columns):
             continue
         lines.append(f"| {label} | " + " | ".join(fmt(c.get(key), kind) for c in columns) + " |")
-    if len(columns) == 2 and columns[0].get("images_per_s") and columns[1].get("images_per_s"):
-        ratio = columns[0]["images_per_s"] / columns[1]["images_per_s"]
-        lines.append(f"| speed ratio (images/s, first / second) | {ratio:.1f}x | |")
+    rates = [float(c.get("images_per_s") or 0.0) for c in columns]
+    if ratio and len(columns) >= 2 and all(rates):
+        cells = " | ".join(f"{r / rates[-1]:.1f}x" for r in rates)
+        lines.append(f"| speed vs {columns[-1]['profile']} (images/s ratio) | {cells} |")
     return "\n".join(lines) + "\n"
 
 
 def plots(results: Mapping[str, LfwResult], folder: Path) -> list[Path]:
     """roc.png (TAR vs FAR, log FAR) and det.png (FNMR vs FMR, log-log) for View 2 pairs."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        raise ConfigError("plots need matplotlib: pip install 'faceledger[bench]'") from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -50,6 +50,12 @@ Peer = Annotated[
     str | None,
     typer.Option("--peer", help="also run this library's own pipeline: face_recognition"),
 ]
+Embedder = Annotated[
+    str | None, typer.Option("--embedder", help="use this embedder instead of the profile's")
+]
+Detector = Annotated[
+    str | None, typer.Option("--detector", help="use this detector instead of the profile's")
+]
 JsonFile = Annotated[Path | None, typer.Option("--json", help="write the result to this JSON file")]
 
 
@@ -72,8 +78,19 @@ def bars() -> Iterator[Callable[[str, int], Callable[[int], None]]]:
         yield factory
 
 
-def bench_engine(profile: str | None, offline: bool, threads: int | None) -> Engine:
-    overrides: dict[str, Any] = {"profile": profile, "offline": offline or None}
+def bench_engine(
+    profile: str | None,
+    offline: bool,
+    threads: int | None,
+    embedder: str | None = None,
+    detector: str | None = None,
+) -> Engine:
+    overrides: dict[str, Any] = {
+        "profile": profile,
+        "offline": offline or None,
+        "embedder": embedder,
+        "detector": detector,
+    }
     if threads is not None:
         overrides["threads"] = threads
     engine = Engine(load_config(**overrides))
@@ -96,6 +113,8 @@ def check_peer(peer: str | None) -> None:
 def lfw(
     data: Data = Path("../shared/datasets/lfw"),
     profile: Profile = None,
+    embedder: Embedder = None,
+    detector: Detector = None,
     flip: Flip = False,
     peer: Peer = None,
     json_file: JsonFile = None,
@@ -121,7 +140,7 @@ def lfw(
     """
     check_peer(peer)
     dataset = LfwData.open(data, per_fold)
-    engine = bench_engine(profile, offline, threads)
+    engine = bench_engine(profile, offline, threads, embedder, detector)
     results: dict[str, LfwResult] = {}
     columns: list[dict[str, Any]] = []
     sample = [p for p in _sample_paths(dataset, speed_sample)]
@@ -194,6 +213,8 @@ def _write_outputs(
 def speed(
     images: Annotated[list[Path], typer.Option("--images", help="photos or folders to time on")],
     profile: Profile = None,
+    embedder: Embedder = None,
+    detector: Detector = None,
     count: Annotated[int, typer.Option("--count", min=1, help="images to time on")] = 200,
     peer: Peer = None,
     json_file: JsonFile = None,
@@ -205,7 +226,7 @@ def speed(
     files = gather(images)
     step = max(1, len(files) // count)
     sample = files[::step][:count]
-    engine = bench_engine(profile, offline, threads)
+    engine = bench_engine(profile, offline, threads, embedder, detector)
     with bars() as progress:
         result = measure(engine, sample, progress("timing ours", len(sample)))
         peer_rate = None
@@ -239,6 +260,8 @@ def speed(
 def calibrate(
     data: Data = Path("../shared/datasets/lfw"),
     profile: Profile = None,
+    embedder: Embedder = None,
+    detector: Detector = None,
     flip: Flip = False,
     cache: Cache = Path(".cache/bench"),
     batch: Batch = 32,
@@ -258,7 +281,7 @@ def calibrate(
     if limit is not None:
         pairs = [p for p in pairs if p.same][:limit] + [p for p in pairs if not p.same][:limit]
     keys = sorted({k for p in pairs for k in (p.a, p.b)})
-    engine = bench_engine(profile, offline, threads)
+    engine = bench_engine(profile, offline, threads, embedder, detector)
     with bars() as progress:
         vectors, fallbacks = LfwEmbedder(engine, data, cache, flip, batch).run(
             keys, progress("embedding View 1", len(keys))
@@ -277,3 +300,25 @@ def calibrate(
             "tar": {f"{f:g}": round(v, 4) for f, v in cal.tar.items()},
         }
     )
+
+
+@bench_app.command("table")
+@handle_errors
+def table(
+    results: Annotated[list[Path], typer.Argument(help="JSON files written by bench lfw --json")],
+) -> None:
+    """One Markdown table, a column per result (and its peer), for the docs."""
+    columns: list[dict[str, Any]] = []
+    for path in results:
+        try:
+            document = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{path}: not a bench result ({exc})") from exc
+        if not isinstance(document, dict) or "profile" not in document:
+            raise ConfigError(f"{path}: not a bench result (no 'profile' key)")
+        columns.append(document)
+        if document.get("peer") and all(
+            c["profile"] != document["peer"]["profile"] for c in columns
+        ):
+            columns.append(document["peer"])
+    out.print(report.markdown(columns, ratio=False), markup=False, highlight=False)

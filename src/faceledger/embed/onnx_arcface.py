@@ -33,7 +33,9 @@ class OnnxArcFaceEmbedder:
 
     def _loaded(self) -> OnnxSession:
         if self._session is None:
-            self._session = OnnxSession(self.store.runtime_path(self.card), self.threads)
+            self._session = OnnxSession(
+                self.store.runtime_path(self.card), self.threads, dynamic_batch=True
+            )
         return self._session
 
     def embed(self, crops: np.ndarray) -> Embeddings:
@@ -42,7 +44,8 @@ class OnnxArcFaceEmbedder:
             return empty(self.card)
         x = crops[..., ::-1] if self.card.color == "BGR" else crops
         x = ((x.astype(np.float32) - self.card.mean) / self.card.std).transpose(0, 3, 1, 2)
-        # A graph that fixes its batch (MobileFaceNet's: 1) runs one face at a time.
+        # Batch-1 graphs are rewritten on load (runtime.onnx.with_dynamic_batch); one that
+        # cannot be rewritten runs one face at a time.
         fixed = session.input_shape[0]
         step = fixed if isinstance(fixed, int) and fixed > 0 else _BATCH
         rows = [
