@@ -1,0 +1,224 @@
+"""Video -> tracks -> one decision per track.
+
+frames -> Detector (every N-th frame, on a downscaled copy) -> Tracker -> per track, the
+best few aligned crops (by detector score, size and sharpness) -> Embedder (only those)
+-> mean embedding -> Matcher -> one ``TrackDecision``.
+
+A track is decided when it ends (files), or, with ``decide_after``, as soon as it has
+been followed that long (live streams, so that an event does not wait for the person to
+leave); it is decided once either way.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+from faceledger.engine import Engine
+from faceledger.faces.quality import sharpness
+from faceledger.faces.track import Tracker, TrackerConfig, TrackUpdate
+from faceledger.types import Embeddings, Faces, ImageArray, Match
+from faceledger.video.source import Frame
+
+
+@dataclass(frozen=True)
+class TrackDecision:
+    """What one tracked person was decided to be."""
+
+    source: str
+    track_id: int
+    first_t: float
+    last_t: float
+    frames: int
+    """Frames in which the face was detected."""
+    embedded: int
+    """Frames whose crops were embedded for the decision."""
+    best_t: float
+    best_box: tuple[float, float, float, float]
+    match: Match
+    best_crop: ImageArray | None = field(default=None, repr=False, compare=False)
+    """The best aligned crop: kept as evidence for known subjects only."""
+
+    def as_json(self) -> dict[str, Any]:
+        m = self.match
+        return {
+            "source": self.source,
+            "track": self.track_id,
+            "first_t": round(self.first_t, 3),
+            "last_t": round(self.last_t, 3),
+            "frames": self.frames,
+            "embedded": self.embedded,
+            "best_t": round(self.best_t, 3),
+            "best_box": [round(v, 1) for v in self.best_box],
+            "subject": m.subject,
+            "score": round(m.score, 4),
+            "threshold": round(m.threshold.value, 4),
+            "threshold_fmr": m.threshold.fmr,
+            "candidates": [
+                {"subject": c.subject, "score": round(c.score, 4)} for c in m.candidates
+            ],
+        }
+
+
+_Shot = tuple[float, int, float, tuple[float, float, float, float], ImageArray]
+"""(quality, tie-breaker, t, box, aligned crop) of one frame of a track."""
+
+
+@dataclass
+class _Book:
+    """What is kept for one live track: times, counts and its best crops."""
+
+    first_t: float
+    last_t: float
+    hits: int = 0
+    confirmed: bool = False
+    decided: bool = False
+    best: list[_Shot] = field(default_factory=list)
+    """Min-heap of (quality, tie-breaker, t, box, crop), at most ``best_k`` long."""
+
+
+@dataclass
+class ScanStats:
+    frames: int = 0
+    detected_frames: int = 0
+    faces: int = 0
+    embedded: int = 0
+    tracks: int = 0
+
+
+class VideoScanner:
+    """Feed frames in order; get decisions for tracks as they are decided."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        source: str,
+        *,
+        every: int = 1,
+        best_k: int = 5,
+        top: int = 1,
+        decide_after: float | None = None,
+        tracker: TrackerConfig | None = None,
+    ) -> None:
+        self.engine = engine
+        self.source = source
+        self.every = max(1, every)
+        self.best_k = best_k
+        self.top = top
+        self.decide_after = decide_after
+        self.tracker = Tracker(tracker or TrackerConfig())
+        self.books: dict[int, _Book] = {}
+        self.stats = ScanStats()
+        self._tie = itertools.count()
+
+    def feed(self, frame: Frame) -> list[TrackDecision]:
+        self.stats.frames += 1
+        if frame.index % self.every == 0:
+            faces = detect_scaled(self.engine, frame.image)
+            self.stats.detected_frames += 1
+            self.stats.faces += len(faces)
+            update = self.tracker.update(faces, frame.t)
+            self._record(frame, faces, update)
+        else:
+            update = self.tracker.predict(frame.t)
+        decisions = [self._decide(tid) for tid in update.ended if tid in self.books]
+        if self.decide_after is not None:
+            decisions += [
+                self._decide(tid)
+                for tid, book in self.books.items()
+                if book.confirmed
+                and not book.decided
+                and book.best
+                and book.last_t - book.first_t >= self.decide_after
+            ]
+        for tid in update.ended:
+            self.books.pop(tid, None)
+        return [d for d in decisions if d is not None]
+
+    def finish(self) -> list[TrackDecision]:
+        """End every track (end of the video) and decide those not yet decided."""
+        ended = self.tracker.finish()
+        decisions = [self._decide(tid) for tid in ended if tid in self.books]
+        decisions += [self._decide(tid) for tid in list(self.books) if tid not in ended]
+        self.books.clear()
+        return [d for d in decisions if d is not None]
+
+    def run(self, frames: Iterable[Frame]) -> Iterator[TrackDecision]:
+        for frame in frames:
+            yield from self.feed(frame)
+        yield from self.finish()
+
+    # ---- internals ------------------------------------------------------------------------
+
+    def _record(self, frame: Frame, faces: Faces, update: TrackUpdate) -> None:
+        min_face = self.engine.config.min_face
+        for tracked in update.faces:
+            book = self.books.get(tracked.track_id)
+            if book is None:
+                book = self.books[tracked.track_id] = _Book(frame.t, frame.t)
+                self.stats.tracks += 1
+            book.confirmed = book.confirmed or tracked.confirmed
+            if tracked.det_index < 0:
+                continue
+            book.last_t = frame.t
+            book.hits += 1
+            face = faces[tracked.det_index]
+            side = float(min(face.widths[0], face.heights[0]))
+            if side < min_face or book.decided:
+                continue
+            crop = self.engine.aligner.align(frame.image, face)
+            quality = float(face.scores[0]) * min(1.0, side / 112.0) * _sharp(crop)
+            x1, y1, x2, y2 = (float(v) for v in face.boxes[0])
+            entry: _Shot = (quality, next(self._tie), frame.t, (x1, y1, x2, y2), crop[0])
+            if len(book.best) < self.best_k:
+                heapq.heappush(book.best, entry)
+            elif quality > book.best[0][0]:
+                heapq.heapreplace(book.best, entry)
+
+    def _decide(self, track_id: int) -> TrackDecision | None:
+        book = self.books.get(track_id)
+        if book is None or book.decided or not book.confirmed or not book.best:
+            return None
+        book.decided = True
+        crops = np.stack([entry[4] for entry in book.best])
+        vectors = self.engine.embedder.embed(crops).vectors
+        self.stats.embedded += len(crops)
+        mean = Embeddings(vectors.mean(axis=0, keepdims=True), self.engine.embedder_card.name)
+        match = self.engine.matcher().match(mean, self.top)[0]
+        _, _, best_t, best_box, best_crop = max(book.best)
+        return TrackDecision(
+            source=self.source,
+            track_id=track_id,
+            first_t=book.first_t,
+            last_t=book.last_t,
+            frames=book.hits,
+            embedded=len(crops),
+            best_t=best_t,
+            best_box=best_box,
+            match=match,
+            best_crop=best_crop if match.known else None,
+        )
+
+
+def _sharp(crop: np.ndarray) -> float:
+    """Sharpness mapped to (0, 1]: saturates for crisp faces, punishes motion blur."""
+    s = float(sharpness(crop)[0])
+    return s / (s + 50.0)
+
+
+def detect_scaled(engine: Engine, image: ImageArray) -> Faces:
+    """Detect on a copy downscaled to ``detect_max_side`` and map boxes back."""
+    h, w = image.shape[:2]
+    scale = engine.config.detect_max_side / max(h, w)
+    if scale >= 1.0:
+        return engine.detect(image)
+    size = (round(w * scale), round(h * scale))
+    small: ImageArray = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
+    faces = engine.detect(small, min_face=max(1, round(engine.config.min_face * scale)))
+    return Faces(faces.boxes / scale, faces.scores, faces.landmarks / scale)

@@ -1,0 +1,241 @@
+"""Frame sources on PyAV: video files (every frame, never dropped) and live streams.
+
+A live source (RTSP, HTTP, a V4L2 device) decodes on its own thread into a bounded queue;
+when inference falls behind, the *oldest* queued frame is dropped (a live answer about
+now beats a late answer about then) and counted. When the stream breaks it reconnects
+with exponential back-off. Files are read in the caller's thread, so nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from faceledger.errors import InputError
+from faceledger.types import ImageArray
+
+LIVE_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+
+
+@dataclass(frozen=True)
+class Frame:
+    index: int
+    """Position in the source (counting dropped frames too)."""
+    t: float
+    """Seconds from the start of the source (presentation time)."""
+    image: ImageArray
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    width: int
+    height: int
+    fps: float
+    frames: int
+    """As the container states it (0 when unknown)."""
+    duration: float
+    has_audio: bool
+
+
+def is_live(source: str) -> bool:
+    return source.startswith(LIVE_PREFIXES) or source.startswith("/dev/video")
+
+
+def _reason(exc: BaseException) -> str:
+    """A short human reason from a PyAV / OS error."""
+    text = getattr(exc, "strerror", None) or str(exc)
+    return text.split(": '", 1)[0].strip() or type(exc).__name__
+
+
+def open_container(source: str, timeout: float | None = None) -> Any:
+    """av.open with errors turned into InputError naming the source."""
+    import av
+
+    options: dict[str, Any] = {}
+    if source.startswith("/dev/video"):
+        options["format"] = "v4l2"
+    if timeout is not None:
+        options["timeout"] = (timeout, timeout)
+    try:
+        container = av.open(source, **options)
+    except FileNotFoundError:
+        raise InputError(source, "no such file") from None
+    except IsADirectoryError:
+        raise InputError(source, "is a folder, not a video") from None
+    except (av.FFmpegError, OSError) as exc:
+        raise InputError(source, f"cannot open as video ({_reason(exc)})") from None
+    if not container.streams.video:
+        container.close()
+        raise InputError(source, "has no video stream")
+    return container
+
+
+def probe(source: str) -> VideoInfo:
+    container = open_container(source)
+    try:
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate or 0
+        duration = float(stream.duration * stream.time_base) if stream.duration else 0.0
+        if not duration and container.duration:
+            duration = container.duration / 1_000_000
+        return VideoInfo(
+            width=stream.codec_context.width,
+            height=stream.codec_context.height,
+            fps=float(rate),
+            frames=int(stream.frames or 0),
+            duration=duration,
+            has_audio=bool(container.streams.audio),
+        )
+    finally:
+        container.close()
+
+
+def file_frames(path: str | Path) -> Iterator[Frame]:
+    """Every frame of a video file, in order. A decode error part-way raises InputError
+    after the frames before it were yielded (so work done on them is kept)."""
+    import av
+
+    source = str(path)
+    container = open_container(source)
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    index = 0
+    rate = float(stream.average_rate or 25)
+    start: float | None = None
+    try:
+        for frame in container.decode(stream):
+            pts = float(frame.time) if frame.time is not None else index / rate
+            start = pts if start is None else start
+            yield Frame(index, pts - start, frame.to_ndarray(format="rgb24"))
+            index += 1
+    except av.FFmpegError as exc:
+        raise InputError(source, f"video broken after frame {index} ({_reason(exc)})") from None
+    finally:
+        container.close()
+    if index == 0:
+        raise InputError(source, "no decodable video frame (truncated, or a codec PyAV lacks)")
+
+
+@dataclass
+class StreamHealth:
+    frames: int = 0
+    dropped: int = 0
+    reconnects: int = 0
+    started: float = field(default_factory=time.monotonic)
+    last_error: str = ""
+
+    @property
+    def fps(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.frames / elapsed if elapsed > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "frames": self.frames,
+            "dropped": self.dropped,
+            "reconnects": self.reconnects,
+            "fps": round(self.fps, 2),
+            "last_error": self.last_error or None,
+        }
+
+
+class LiveSource:
+    """A live stream read on a background thread into a bounded, drop-oldest queue."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        queue_size: int = 4,
+        timeout: float = 10.0,
+        backoff: tuple[float, float] = (0.5, 30.0),
+        give_up_after: float | None = None,
+    ) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.backoff = backoff
+        self.give_up_after = give_up_after
+        """Stop (with an InputError) when no frame arrived for this many seconds."""
+        self.health = StreamHealth()
+        self._queue: queue.Queue[Frame | BaseException | None] = queue.Queue(queue_size)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def frames(self) -> Iterator[Frame]:
+        self._thread = threading.Thread(target=self._run, name=f"decode {self.url}", daemon=True)
+        self._thread.start()
+        try:
+            while True:
+                item = self._queue.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self._stop.set()
+            self._thread.join(timeout=self.timeout + 1)
+
+    def _put(self, item: Frame | BaseException | None) -> None:
+        while True:
+            try:
+                self._queue.put_nowait(item)
+                return
+            except queue.Full:
+                with contextlib.suppress(queue.Empty):
+                    dropped = self._queue.get_nowait()
+                    if isinstance(dropped, Frame):
+                        self.health.dropped += 1
+
+    def _run(self) -> None:
+        delay = self.backoff[0]
+        index = 0
+        started = last_frame = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                for image in self._decode():
+                    # Live time is wall-clock time: stream clocks restart on every reconnect.
+                    self._put(Frame(index, time.monotonic() - started, image))
+                    self.health.frames += 1
+                    index += 1
+                    last_frame = time.monotonic()
+                    delay = self.backoff[0]
+                    if self._stop.is_set():
+                        break
+            except InputError as exc:
+                self.health.last_error = exc.reason
+            if self._stop.is_set():
+                break
+            silent = time.monotonic() - last_frame
+            if self.give_up_after is not None and silent > self.give_up_after:
+                reason = self.health.last_error or "stream ended"
+                self._put(InputError(self.url, f"no frames for {silent:.0f} s ({reason})"))
+                return
+            self.health.reconnects += 1
+            self._stop.wait(delay)
+            delay = min(delay * 2, self.backoff[1])
+        self._put(None)
+
+    def _decode(self) -> Iterator[ImageArray]:
+        import av
+
+        container = open_container(self.url, self.timeout)
+        try:
+            stream = container.streams.video[0]
+            for frame in container.decode(stream):
+                yield frame.to_ndarray(format="rgb24")
+                if self._stop.is_set():
+                    return
+        except av.FFmpegError as exc:
+            raise InputError(self.url, f"stream broke ({_reason(exc)})") from None
+        finally:
+            container.close()
