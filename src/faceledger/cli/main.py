@@ -16,6 +16,7 @@ from faceledger.cli import (
     admin,  # noqa: F401  (registers the subjects/models/gallery commands)
     bench,  # noqa: F401  (registers the bench commands)
     render,
+    video,  # noqa: F401  (registers the scan and watch commands)
 )
 from faceledger.cli.common import (
     Db,

@@ -175,7 +175,12 @@ class LiveSource:
         self._thread.start()
         try:
             while True:
-                item = self._queue.get()
+                try:
+                    item = self._queue.get(timeout=0.25)
+                except queue.Empty:
+                    if self._stop.is_set() and not self._thread.is_alive():
+                        return
+                    continue
                 if item is None:
                     return
                 if isinstance(item, BaseException):

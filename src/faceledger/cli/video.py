@@ -1,0 +1,248 @@
+"""``faceledger scan`` (video files) and ``faceledger watch`` (live streams)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Annotated, Any
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from faceledger.cli import render
+from faceledger.cli.common import Db, Offline, Profile, Strictness, app, handle_errors, make_config
+from faceledger.cli.render import err, out
+from faceledger.engine import Engine
+from faceledger.errors import ConfigError, InputError
+from faceledger.video.scan import TrackDecision, VideoScanner
+from faceledger.video.source import LiveSource, file_frames, probe
+
+Every = Annotated[
+    int,
+    typer.Option(
+        "--every", min=1, help="detect on every N-th frame; the tracker carries boxes between"
+    ),
+]
+Best = Annotated[
+    int, typer.Option("--best", min=1, max=50, help="embed this many best frames per track")
+]
+
+
+def fmt_t(seconds: float) -> str:
+    minutes, s = divmod(seconds, 60)
+    return f"{int(minutes):d}:{s:05.2f}"
+
+
+def tracks_table(decisions: list[TrackDecision], title: str) -> Table:
+    table = Table(title=title)
+    for col in ("track", "subject", "from", "to", "frames", "best score", "threshold"):
+        if col == "subject":
+            table.add_column(col, overflow="fold", min_width=12)
+        else:
+            table.add_column(col, justify="right", no_wrap=True)
+    for d in sorted(decisions, key=lambda d: (d.first_t, d.track_id)):
+        table.add_row(
+            str(d.track_id),
+            d.match.subject or "[yellow]unknown[/]",
+            fmt_t(d.first_t),
+            fmt_t(d.last_t),
+            str(d.frames),
+            f"{d.match.score:.3f}",
+            f"{d.match.threshold.value:.3f}",
+        )
+    return table
+
+
+@contextmanager
+def jsonl_writer(path: Path | None) -> Iterator[IO[str] | None]:
+    """Events as JSON lines into ``path`` ('-' = stdout), flushed one by one."""
+    if path is None:
+        yield None
+    elif str(path) == "-":
+        yield sys.stdout
+    else:
+        try:
+            handle = path.open("a", encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot write events ({exc.strerror})") from None
+        with handle:
+            yield handle
+
+
+def write_event(handle: IO[str] | None, event: dict[str, Any]) -> None:
+    if handle is not None:
+        handle.write(json.dumps(event, ensure_ascii=False) + "\n")
+        handle.flush()
+
+
+@app.command()
+@handle_errors
+def scan(
+    videos: Annotated[list[Path], typer.Argument(help="video files")],
+    every: Every = 1,
+    best: Best = 5,
+    json_file: Annotated[
+        Path | None,
+        typer.Option("--json", help="write one event per track as JSON lines ('-': stdout)"),
+    ] = None,
+    strictness: Strictness = None,
+    profile: Profile = None,
+    db: Db = None,
+    offline: Offline = False,
+) -> None:
+    """Follow every face through a video and decide once per track: who, or unknown.
+
+    Each track (a person's face from appearing to leaving) is identified from its best
+    few frames, not frame by frame. Ends with a table: subject, time range, frames, best
+    score, threshold. Example: faceledger scan clip.mp4 --profile fast --json events.jsonl
+    """
+    failures: list[tuple[str, str]] = []
+    with (
+        Engine(make_config(profile, db, strictness, offline)) as engine,
+        jsonl_writer(json_file) as handle,
+    ):
+        engine.load()
+        engine.matcher()
+        for video in videos:
+            decisions: list[TrackDecision] = []
+            started = time.perf_counter()
+            try:
+                for decision in scan_one(engine, video, every, best):
+                    decisions.append(decision)
+                    write_event(handle, decision.as_json())
+            except InputError as exc:
+                failures.append((str(video), exc.reason))
+            seconds = time.perf_counter() - started
+            if json_file is None or str(json_file) != "-":
+                title = f"{video}: {len(decisions)} tracks"
+                out.print(tracks_table(decisions, title))
+                err.print(f"[dim]{video}: {seconds:.1f} s[/]")
+        if json_file is None or str(json_file) != "-":
+            out.print(render.threshold_line(engine.threshold))
+    render.failures_block(failures)
+    raise typer.Exit(1 if failures else 0)
+
+
+def scan_one(engine: Engine, video: Path, every: int, best: int) -> Iterator[TrackDecision]:
+    """Decisions for one file, with a progress bar; decisions made before a fault are kept."""
+    info = probe(str(video))
+    scanner = VideoScanner(engine, str(video), every=every, best_k=best)
+    bar = Progress(
+        TextColumn("[bold]scanning"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[fps]} fps"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    )
+    started = time.perf_counter()
+    with bar:
+        task = bar.add_task("scan", total=info.frames or None, fps="-")
+        try:
+            for frame in file_frames(video):
+                yield from scanner.feed(frame)
+                done = frame.index + 1
+                rate = done / max(time.perf_counter() - started, 1e-9)
+                bar.update(task, completed=done, fps=f"{rate:.1f}")
+        finally:
+            yield from scanner.finish()
+
+
+@app.command()
+@handle_errors
+def watch(
+    url: Annotated[str, typer.Argument(help="rtsp://..., http(s)://..., or /dev/videoN")],
+    name: Annotated[str, typer.Option("--name", help="camera name, recorded with each event")],
+    jsonl: Annotated[
+        Path | None, typer.Option("--jsonl", help="append events to this JSON lines file")
+    ] = None,
+    every: Every = 1,
+    best: Best = 5,
+    decide_after: Annotated[
+        float,
+        typer.Option("--decide-after", min=0.0, help="decide a track once followed this long (s)"),
+    ] = 1.0,
+    give_up_after: Annotated[
+        float | None,
+        typer.Option("--give-up-after", help="exit 1 when no frame came for this long (s)"),
+    ] = None,
+    health_every: Annotated[
+        float, typer.Option("--health-every", help="print stream health every N seconds")
+    ] = 10.0,
+    strictness: Strictness = None,
+    profile: Profile = None,
+    db: Db = None,
+    offline: Offline = False,
+) -> None:
+    """Follow a live stream until stopped (Ctrl-C / SIGTERM), one event per decided track.
+
+    Reconnects with back-off when the stream drops; when inference falls behind, the
+    oldest frames are dropped (counted in the health line). Events go to stdout as JSON
+    lines and, with --jsonl, to a file. Stopping flushes every decided event.
+    """
+    source = LiveSource(url, give_up_after=give_up_after)
+    stop = _stop_on_signals(source)
+    failed = False
+    with (
+        Engine(make_config(profile, db, strictness, offline)) as engine,
+        jsonl_writer(jsonl) as handle,
+    ):
+        engine.load()
+        engine.matcher()
+        scanner = VideoScanner(engine, url, every=every, best_k=best, decide_after=decide_after)
+        last_health = time.monotonic()
+
+        def emit(decision: TrackDecision) -> None:
+            event = {"camera": name, **decision.as_json()}
+            render.emit_json(event)
+            write_event(handle, event)
+
+        try:
+            for frame in source.frames():
+                for decision in scanner.feed(frame):
+                    emit(decision)
+                if time.monotonic() - last_health >= health_every:
+                    err.print(f"[dim]{name}: {json.dumps(source.health.as_dict())}[/]")
+                    last_health = time.monotonic()
+        except InputError as exc:
+            err.print(f"[red]error:[/] {exc}")
+            failed = True
+        finally:
+            for decision in scanner.finish():
+                emit(decision)
+            err.print(f"{name}: stopped; {json.dumps(source.health.as_dict())}")
+    stop()
+    raise typer.Exit(1 if failed else 0)
+
+
+def _stop_on_signals(source: LiveSource) -> Any:
+    """SIGINT / SIGTERM stop the source cleanly; returns a function restoring the handlers."""
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum: int, _frame: object) -> None:
+        err.print(f"[yellow]{signal.Signals(signum).name}: stopping[/]")
+        source.stop()
+
+    for sig in previous:
+        signal.signal(sig, handler)
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    return restore
