@@ -57,13 +57,59 @@ templates = sa.Table(
     sa.Column("crop_geometry", sa.Text, nullable=False),
     sa.Column("created_at", sa.String(40), nullable=False),
 )
+# v2: what video scanning decided (one row per face track; see faceledger.events.store)
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("camera", sa.String(200), nullable=True),
+    sa.Column("track_id", sa.Integer, nullable=False),
+    sa.Column("first_t", sa.Float, nullable=False),
+    sa.Column("last_t", sa.Float, nullable=False),
+    sa.Column("started_at", sa.String(40), nullable=True),
+    sa.Column("subject", sa.String(200), nullable=True),
+    sa.Column(
+        "subject_id",
+        sa.Integer,
+        sa.ForeignKey("subjects.id", ondelete="SET NULL"),
+        nullable=True,
+        index=True,
+    ),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("threshold", sa.Float, nullable=False),
+    sa.Column("threshold_fmr", sa.Float, nullable=False),
+    sa.Column("model_id", sa.String(100), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("best_crop_png", sa.LargeBinary, nullable=True),
+    sa.Column("expires_at", sa.String(40), nullable=True, index=True),
+    sqlite_autoincrement=True,  # ids are handed out (webhooks): never reuse one
+)
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("event_id", sa.Integer, nullable=True),
+    sa.Column("sink", sa.Text, nullable=False, index=True),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", sa.String(40), nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sqlite_autoincrement=True,  # a row id is the delivery's Idempotency-Key
+)
 
 
 def _v1(conn: Connection) -> None:
-    metadata.create_all(conn)
+    metadata.create_all(conn, tables=[meta_table, subjects, templates])
 
 
-MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_v1,)
+def _v2(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[events, outbox])
+
+
+MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_v1, _v2)
 """MIGRATIONS[i] upgrades schema version i to i+1."""
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -247,13 +293,20 @@ class Gallery:
         return created
 
     def remove(self, name: str) -> int:
-        """Delete a subject with all its templates and crops; returns templates removed."""
+        """Delete a subject with all its templates and crops; returns templates removed.
+
+        Its events stay (name, scores: the record of what was decided) with ``subject_id``
+        set NULL by the foreign key, but their face crops are erased with the subject.
+        """
         with self.engine.begin() as conn:
             subject_id = conn.execute(
                 sa.select(subjects.c.id).where(subjects.c.name == name)
             ).scalar()
             if subject_id is None:
                 raise NotFoundError(f"no subject named {name!r} in {self.path}")
+            conn.execute(
+                events.update().where(events.c.subject_id == subject_id).values(best_crop_png=None)
+            )
             removed = conn.execute(templates.delete().where(templates.c.subject_id == subject_id))
             conn.execute(subjects.delete().where(subjects.c.id == subject_id))
             return int(removed.rowcount)

@@ -1,0 +1,241 @@
+"""Events: one stored row per decided face track, in the gallery's database (schema v2).
+
+Evidence rules (see DESIGN.md, "accountable by design"):
+
+- a KNOWN subject's event keeps the best aligned crop (PNG) until the subject is removed
+  from the gallery (``Gallery.remove`` erases the crops; the rows stay, ``subject_id``
+  becomes NULL through the foreign key);
+- an UNKNOWN face's event keeps no crop, unless ``keep_unknown`` (a duration) is given:
+  then the crop is kept with ``expires_at = now + keep_unknown`` and
+  :meth:`EventStore.purge_expired` erases it (the row and its scores stay).
+"""
+
+from __future__ import annotations
+
+import builtins
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import sqlalchemy as sa
+from PIL import Image
+
+from faceledger.errors import NotFoundError, StorageError
+from faceledger.gallery.store import Gallery, events, meta_table, subjects
+
+if TYPE_CHECKING:
+    from faceledger.video.scan import TrackDecision
+
+Clock = Callable[[], datetime]
+"""Returns the current time, timezone-aware (UTC)."""
+
+EVENTS_SCHEMA = 2
+"""The first gallery schema version that holds the events and outbox tables."""
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(moment: datetime) -> str:
+    """Fixed-width UTC ISO text (microseconds), so that text order is time order in SQL."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def engine_of(store: Gallery | sa.Engine) -> sa.Engine:
+    """The engine of a gallery, checked to hold the events tables (schema v2 or later)."""
+    engine = store.engine if isinstance(store, Gallery) else store
+    try:
+        with engine.connect() as conn:
+            query = sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")
+            version = int(conn.execute(query).scalar() or 0)
+    except sa.exc.DatabaseError as exc:
+        raise StorageError(f"{engine.url}: not a faceledger gallery ({exc.orig})") from None
+    if version < EVENTS_SCHEMA:
+        raise StorageError(
+            f"{engine.url}: gallery schema v{version} has no events tables; "
+            "open it once with faceledger's Gallery to upgrade it"
+        )
+    return engine
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One stored event. ``crop_png`` is loaded by :meth:`EventStore.get` only."""
+
+    id: int
+    created_at: str
+    source: str
+    camera: str | None
+    track_id: int
+    first_t: float
+    last_t: float
+    started_at: str | None
+    subject: str | None
+    subject_id: int | None
+    score: float
+    threshold: float
+    threshold_fmr: float
+    model_id: str
+    status: str
+    has_crop: bool
+    expires_at: str | None
+    crop_png: bytes | None = field(default=None, repr=False)
+
+    @property
+    def known(self) -> bool:
+        return self.subject is not None
+
+    def as_json(self) -> dict[str, Any]:
+        """What sinks receive: everything but the crop itself."""
+        return {
+            "id": self.id,
+            "created_at": self.created_at,
+            "source": self.source,
+            "camera": self.camera,
+            "track": self.track_id,
+            "first_t": round(self.first_t, 3),
+            "last_t": round(self.last_t, 3),
+            "started_at": self.started_at,
+            "subject": self.subject,
+            "score": round(self.score, 4),
+            "threshold": round(self.threshold, 4),
+            "threshold_fmr": self.threshold_fmr,
+            "model": self.model_id,
+            "status": self.status,
+            "has_crop": self.has_crop,
+            "expires_at": self.expires_at,
+        }
+
+
+_COLUMNS = (
+    events.c.id,
+    events.c.created_at,
+    events.c.source,
+    events.c.camera,
+    events.c.track_id,
+    events.c.first_t,
+    events.c.last_t,
+    events.c.started_at,
+    events.c.subject,
+    events.c.subject_id,
+    events.c.score,
+    events.c.threshold,
+    events.c.threshold_fmr,
+    events.c.model_id,
+    events.c.status,
+    events.c.best_crop_png.is_not(None).label("has_crop"),
+    events.c.expires_at,
+)
+
+
+class EventStore:
+    """Events in the gallery database; pass a :class:`Gallery` or its ``sa.Engine``."""
+
+    def __init__(self, store: Gallery | sa.Engine, *, clock: Clock = utc_now) -> None:
+        self.engine = engine_of(store)
+        self.clock = clock
+
+    def add(
+        self,
+        decision: TrackDecision,
+        camera: str | None,
+        model_id: str,
+        keep_unknown: timedelta | None = None,
+        *,
+        started_at: datetime | None = None,
+    ) -> int:
+        """Store one decision; returns the event id. ``started_at``: wall clock of first_t."""
+        match = decision.match
+        stamp = self.clock()
+        crop: bytes | None = None
+        expires_at: str | None = None
+        with self.engine.begin() as conn:
+            subject_id = None
+            if match.subject is not None:
+                subject_id = conn.execute(
+                    sa.select(subjects.c.id).where(subjects.c.name == match.subject)
+                ).scalar()
+                # A subject removed meanwhile leaves no crop behind, as Gallery.remove does.
+                if subject_id is not None and decision.best_crop is not None:
+                    crop = _png(decision.best_crop)
+            elif keep_unknown is not None and decision.best_crop is not None:
+                crop = _png(decision.best_crop)
+                expires_at = iso(stamp + keep_unknown)
+            inserted = conn.execute(
+                events.insert().values(
+                    created_at=iso(stamp),
+                    source=decision.source,
+                    camera=camera,
+                    track_id=decision.track_id,
+                    first_t=float(decision.first_t),
+                    last_t=float(decision.last_t),
+                    started_at=None if started_at is None else iso(started_at),
+                    subject=match.subject,
+                    subject_id=subject_id,
+                    score=float(match.score),
+                    threshold=float(match.threshold.value),
+                    threshold_fmr=float(match.threshold.fmr),
+                    model_id=model_id,
+                    status="decided",
+                    best_crop_png=crop,
+                    expires_at=expires_at,
+                )
+            )
+            return int(inserted.inserted_primary_key[0])  # type: ignore[index]
+
+    def list(
+        self,
+        source: str | None = None,
+        subject: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> builtins.list[EventRecord]:
+        """The newest ``limit`` events (newest first), optionally filtered; no crops loaded."""
+        query = sa.select(*_COLUMNS).order_by(events.c.id.desc()).limit(limit)
+        if source is not None:
+            query = query.where(events.c.source == source)
+        if subject is not None:
+            query = query.where(events.c.subject == subject)
+        if since is not None:
+            query = query.where(events.c.created_at >= iso(since))
+        with self.engine.connect() as conn:
+            return [_record(row) for row in conn.execute(query).all()]
+
+    def get(self, event_id: int) -> EventRecord:
+        """One event with its crop (if one is kept); NotFoundError if there is none."""
+        query = sa.select(*_COLUMNS, events.c.best_crop_png).where(events.c.id == event_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            raise NotFoundError(f"no event {event_id} in {self.engine.url}")
+        crop = row.best_crop_png
+        return _record(row, None if crop is None else bytes(crop))
+
+    def purge_expired(self) -> int:
+        """Erase the crops whose time is up; the events (and expires_at) stay. Returns count."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                events.update()
+                .where(events.c.best_crop_png.is_not(None))
+                .where(events.c.expires_at <= iso(self.clock()))
+                .values(best_crop_png=None)
+            )
+            return int(result.rowcount)
+
+
+def _record(row: Any, crop: bytes | None = None) -> EventRecord:
+    values = {k: v for k, v in row._mapping.items() if k != "best_crop_png"}
+    values["has_crop"] = bool(values["has_crop"])
+    return EventRecord(**values, crop_png=crop)
+
+
+def _png(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
