@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, Annotated, Any
 
@@ -27,6 +28,7 @@ from faceledger.cli.common import Db, Offline, Profile, Strictness, app, handle_
 from faceledger.cli.render import err, out
 from faceledger.engine import Engine
 from faceledger.errors import ConfigError, InputError
+from faceledger.events import Dispatcher, EventStore, JsonlSink, Sink, StdoutSink, WebhookSink
 from faceledger.video.scan import TrackDecision, VideoScanner
 from faceledger.video.source import LiveSource, file_frames, probe
 
@@ -36,9 +38,34 @@ Every = Annotated[
         "--every", min=1, help="detect on every N-th frame; the tracker carries boxes between"
     ),
 ]
+KeepUnknown = Annotated[
+    str | None,
+    typer.Option(
+        "--keep-unknown",
+        help="also keep unknown faces' best crop for this long (e.g. 30m, 12h, 7d); "
+        "by default strangers' faces are not stored",
+    ),
+]
 Best = Annotated[
     int, typer.Option("--best", min=1, max=50, help="embed this many best frames per track")
 ]
+
+
+def parse_duration(text: str | None) -> timedelta | None:
+    """'90s', '30m', '12h', '7d' (or plain seconds) -> timedelta."""
+    if text is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    value, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    try:
+        seconds = float(value) * units[unit]
+    except ValueError:
+        raise ConfigError(
+            f"--keep-unknown {text!r}: give a duration like 90s, 30m, 12h or 7d"
+        ) from None
+    if seconds <= 0:
+        raise ConfigError(f"--keep-unknown {text!r}: the duration must be positive")
+    return timedelta(seconds=seconds)
 
 
 def fmt_t(seconds: float) -> str:
@@ -98,6 +125,7 @@ def scan(
         Path | None,
         typer.Option("--json", help="write one event per track as JSON lines ('-': stdout)"),
     ] = None,
+    keep_unknown: KeepUnknown = None,
     strictness: Strictness = None,
     profile: Profile = None,
     db: Db = None,
@@ -107,8 +135,11 @@ def scan(
 
     Each track (a person's face from appearing to leaving) is identified from its best
     few frames, not frame by frame. Ends with a table: subject, time range, frames, best
-    score, threshold. Example: faceledger scan clip.mp4 --profile fast --json events.jsonl
+    score, threshold. Every event is stored in the gallery database (with the best crop for
+    known subjects only, unless --keep-unknown). Example:
+    faceledger scan clip.mp4 --profile fast --json events.jsonl
     """
+    keep = parse_duration(keep_unknown)
     failures: list[tuple[str, str]] = []
     with (
         Engine(make_config(profile, db, strictness, offline)) as engine,
@@ -116,13 +147,16 @@ def scan(
     ):
         engine.load()
         engine.matcher()
+        store = EventStore(engine.gallery)
+        store.purge_expired()
         for video in videos:
             decisions: list[TrackDecision] = []
             started = time.perf_counter()
             try:
                 for decision in scan_one(engine, video, every, best):
                     decisions.append(decision)
-                    write_event(handle, decision.as_json())
+                    event_id = store.add(decision, None, engine.embedder_card.name, keep)
+                    write_event(handle, {"id": event_id, **decision.as_json()})
             except InputError as exc:
                 failures.append((str(video), exc.reason))
             seconds = time.perf_counter() - started
@@ -171,6 +205,15 @@ def watch(
     jsonl: Annotated[
         Path | None, typer.Option("--jsonl", help="append events to this JSON lines file")
     ] = None,
+    webhook: Annotated[
+        str | None,
+        typer.Option(
+            "--webhook",
+            help="POST each event (JSON) here; retried with back-off from an outbox in the "
+            "database, so events survive restarts",
+        ),
+    ] = None,
+    keep_unknown: KeepUnknown = None,
     every: Every = 1,
     best: Best = 5,
     decide_after: Annotated[
@@ -195,22 +238,29 @@ def watch(
     oldest frames are dropped (counted in the health line). Events go to stdout as JSON
     lines and, with --jsonl, to a file. Stopping flushes every decided event.
     """
+    keep = parse_duration(keep_unknown)
     source = LiveSource(url, give_up_after=give_up_after)
     stop = _stop_on_signals(source)
     failed = False
-    with (
-        Engine(make_config(profile, db, strictness, offline)) as engine,
-        jsonl_writer(jsonl) as handle,
-    ):
+    with Engine(make_config(profile, db, strictness, offline)) as engine:
         engine.load()
         engine.matcher()
+        store = EventStore(engine.gallery)
+        store.purge_expired()
+        sinks: list[Sink] = [StdoutSink()]
+        if jsonl is not None:
+            sinks.append(JsonlSink(jsonl))
+        if webhook is not None:
+            sinks.append(WebhookSink(webhook, engine.gallery))
+        dispatcher = Dispatcher(sinks)
         scanner = VideoScanner(engine, url, every=every, best_k=best, decide_after=decide_after)
         last_health = time.monotonic()
+        started_at = datetime.now(timezone.utc)
 
         def emit(decision: TrackDecision) -> None:
-            event = {"camera": name, **decision.as_json()}
-            render.emit_json(event)
-            write_event(handle, event)
+            first = started_at + timedelta(seconds=decision.first_t)
+            event_id = store.add(decision, name, engine.embedder_card.name, keep, started_at=first)
+            dispatcher.send({"id": event_id, "camera": name, **decision.as_json()})
 
         try:
             for frame in source.frames():
@@ -225,6 +275,7 @@ def watch(
         finally:
             for decision in scanner.finish():
                 emit(decision)
+            dispatcher.close()
             err.print(f"{name}: stopped; {json.dumps(source.health.as_dict())}")
     stop()
     raise typer.Exit(1 if failed else 0)

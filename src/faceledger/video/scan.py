@@ -43,7 +43,8 @@ class TrackDecision:
     best_box: tuple[float, float, float, float]
     match: Match
     best_crop: ImageArray | None = field(default=None, repr=False, compare=False)
-    """The best aligned crop: kept as evidence for known subjects only."""
+    """The best aligned crop, in memory only: the event store keeps it for known subjects,
+    and for unknown faces only when asked to (``--keep-unknown``), with an expiry."""
 
     def as_json(self) -> dict[str, Any]:
         m = self.match
@@ -202,7 +203,7 @@ class VideoScanner:
             best_t=best_t,
             best_box=best_box,
             match=match,
-            best_crop=best_crop if match.known else None,
+            best_crop=best_crop,
         )
 
 
