@@ -1,0 +1,93 @@
+"""`faceledger scan` on the real clip and on synthetic clips with ground truth."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from support.synth import LFW_IMAGES, SCENES, write_video
+from typer.testing import CliRunner
+
+from faceledger.cli.main import app
+from faceledger.config import load_config
+from faceledger.engine import Engine
+from faceledger.events import EventStore
+
+runner = CliRunner()
+
+
+def invoke(*args: object) -> tuple[int, str, str]:
+    result = runner.invoke(app, [str(a) for a in args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def enroll(db: Path, name: str, photo: Path) -> None:
+    code, _, stderr = invoke(
+        "enroll", "--name", name, photo, "--basis", "test fixture", "-p", "fast", "--db", db
+    )
+    assert code == 0, stderr
+
+
+def events_of(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+def test_real_clip_finds_lin_manuel_miranda_and_claims_nobody_else(
+    smoke: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "g.db"
+    video = smoke / "video"
+    enroll(db, "lin-manuel-miranda", video / "lin-manuel-miranda.png")
+    enroll(db, "alex-lacamoire", video / "alex-lacamoire.png")
+    code, stdout, stderr = invoke(
+        "scan", video / "short_hamilton_clip.mp4", "-p", "fast", "--db", db, "--json", "-"
+    )
+    assert code == 0, stderr
+    events = events_of(stdout)
+    claimed = {e["subject"] for e in events} - {None}
+    assert claimed <= {"lin-manuel-miranda", "alex-lacamoire"}
+    lin = [e for e in events if e["subject"] == "lin-manuel-miranda"]
+    # He is on stage from about 2.2 s to the end (9.1 s), in one track.
+    assert any(e["first_t"] < 3.0 and e["last_t"] > 9.0 and e["score"] > 0.5 for e in lin)
+    print(
+        "tracks:",
+        [(e["track"], e["subject"], e["first_t"], e["last_t"], e["score"]) for e in events],
+    )
+
+    # Every event is in the gallery database; only known subjects' crops are kept.
+    with Engine(load_config(db=db, profile="fast")) as engine:
+        stored = EventStore(engine.gallery).list(limit=1000)
+    assert len(stored) == len(events)
+    assert all(e.has_crop == (e.subject is not None) for e in stored)
+
+
+@pytest.mark.parametrize("scene_name", ["scaling", "enter_leave"])
+def test_synthetic_clip_one_decision_per_person(scene_name: str, tmp_path: Path) -> None:
+    if not LFW_IMAGES.is_dir():
+        pytest.skip(f"{LFW_IMAGES} is absent: needs the shared LFW images")
+    scene = SCENES[scene_name]
+    clip = tmp_path / f"{scene_name}.mp4"
+    write_video(scene, clip)
+    db = tmp_path / "g.db"
+    for name in scene.names:  # enrolled from another photo than the one in the clip
+        enroll(db, name, LFW_IMAGES / name / f"{name}_0002.jpg")
+    code, stdout, stderr = invoke("scan", clip, "-p", "fast", "--db", db, "--json", "-")
+    assert code == 0, stderr
+    events = events_of(stdout)
+    assert sorted(e["subject"] for e in events) == sorted(scene.names)
+
+
+def test_scan_bad_inputs_are_named_and_the_batch_goes_on(smoke: Path, tmp_path: Path) -> None:
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video\n")
+    clip = smoke / "video" / "short_hamilton_clip.mp4"
+    truncated = tmp_path / "cut.mp4"
+    truncated.write_bytes(clip.read_bytes()[:200_000])
+    code, _, stderr = invoke(
+        "scan", text, tmp_path / "missing.mp4", truncated, "-p", "fast",
+        "--db", tmp_path / "g.db", "--json", "-",
+    )  # fmt: skip
+    assert code == 1
+    assert "notes.mp4" in stderr and "missing.mp4" in stderr and "cut.mp4" in stderr
+    assert "no such file" in stderr
