@@ -91,6 +91,7 @@ class ScanStats:
     faces: int = 0
     embedded: int = 0
     tracks: int = 0
+    cuts: int = 0
 
 
 class VideoScanner:
@@ -106,6 +107,7 @@ class VideoScanner:
         top: int = 1,
         decide_after: float | None = None,
         tracker: TrackerConfig | None = None,
+        cut_threshold: float | None = 20.0,
     ) -> None:
         self.engine = engine
         self.source = source
@@ -115,12 +117,20 @@ class VideoScanner:
         self.decide_after = decide_after
         self.tracker = Tracker(tracker or TrackerConfig())
         self.books: dict[int, _Book] = {}
+        self.cut_threshold = cut_threshold
+        """Mean grey-level change (0-255) of a 32x18 thumbnail that marks a shot cut."""
         self.stats = ScanStats()
         self._tie = itertools.count()
+        self._thumb: np.ndarray | None = None
 
     def feed(self, frame: Frame) -> list[TrackDecision]:
         self.stats.frames += 1
-        if frame.index % self.every == 0:
+        decisions: list[TrackDecision | None] = []
+        cut = self._is_cut(frame.image)
+        if cut:  # a new shot: nobody carries over from the last one
+            decisions += self.finish()
+            self.stats.cuts += 1
+        if frame.index % self.every == 0 or cut:
             faces = detect_scaled(self.engine, frame.image)
             self.stats.detected_frames += 1
             self.stats.faces += len(faces)
@@ -128,7 +138,7 @@ class VideoScanner:
             self._record(frame, faces, update)
         else:
             update = self.tracker.predict(frame.t)
-        decisions = [self._decide(tid) for tid in update.ended if tid in self.books]
+        decisions += [self._decide(tid) for tid in update.ended if tid in self.books]
         if self.decide_after is not None:
             decisions += [
                 self._decide(tid)
@@ -156,6 +166,14 @@ class VideoScanner:
         yield from self.finish()
 
     # ---- internals ------------------------------------------------------------------------
+
+    def _is_cut(self, image: ImageArray) -> bool:
+        if self.cut_threshold is None:
+            return False
+        grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        thumb = cv2.resize(grey, (32, 18), interpolation=cv2.INTER_AREA).astype(np.float32)
+        previous, self._thumb = self._thumb, thumb
+        return previous is not None and float(np.abs(thumb - previous).mean()) > self.cut_threshold
 
     def _record(self, frame: Frame, faces: Faces, update: TrackUpdate) -> None:
         min_face = self.engine.config.min_face
