@@ -65,7 +65,8 @@ def resize_for_network(
     """Resize keeping the aspect ratio and pad bottom/right with zeros.
 
     ``size`` is a fixed (width, height) the network needs; without it the longest side
-    becomes ``max_side`` and the padded canvas is rounded up to a multiple of ``stride``.
+    is brought down to ``max_side`` (never up) and the padded canvas is rounded up to a
+    multiple of ``stride``.
     Returns the canvas and the factor that maps canvas coordinates back to the image.
     """
     h, w = image.shape[:2]
@@ -73,7 +74,8 @@ def resize_for_network(
         cw, ch = size
         scale = min(cw / w, ch / h)
     else:
-        scale = max_side / max(h, w)
+        # Never upscale: it multiplies the work and finds no face the native pixels hold.
+        scale = min(1.0, max_side / max(h, w))
         cw = int(np.ceil(round(w * scale) / stride) * stride)
         ch = int(np.ceil(round(h * scale) / stride) * stride)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
