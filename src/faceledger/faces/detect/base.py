@@ -60,13 +60,17 @@ def create_detector(card: ModelCard, store: ModelStore, options: DetectorOptions
 
 
 def resize_for_network(
-    image: ImageArray, size: tuple[int, int] | None, max_side: int, stride: int = 32
+    image: ImageArray,
+    size: tuple[int, int] | None,
+    max_side: int,
+    stride: int = 32,
+    upscale: bool = True,
 ) -> tuple[np.ndarray, float]:
     """Resize keeping the aspect ratio and pad bottom/right with zeros.
 
     ``size`` is a fixed (width, height) the network needs; without it the longest side
-    is brought down to ``max_side`` (never up) and the padded canvas is rounded up to a
-    multiple of ``stride``.
+    becomes ``max_side`` (with ``upscale=False`` a smaller image keeps its size) and the
+    padded canvas is rounded up to a multiple of ``stride``.
     Returns the canvas and the factor that maps canvas coordinates back to the image.
     """
     h, w = image.shape[:2]
@@ -74,8 +78,9 @@ def resize_for_network(
         cw, ch = size
         scale = min(cw / w, ch / h)
     else:
-        # Never upscale: it multiplies the work and finds no face the native pixels hold.
-        scale = min(1.0, max_side / max(h, w))
+        scale = max_side / max(h, w)
+        if not upscale:
+            scale = min(1.0, scale)
         cw = int(np.ceil(round(w * scale) / stride) * stride)
         ch = int(np.ceil(round(h * scale) / stride) * stride)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
