@@ -322,3 +322,83 @@ def table(
         ):
             columns.append(document["peer"])
     out.print(report.markdown(columns, ratio=False), markup=False, highlight=False)
+
+
+@bench_app.command("video")
+@handle_errors
+def video(
+    clip: Annotated[Path, typer.Argument(help="a video file")],
+    known: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--known", help="NAME=PHOTO of a person to enroll (repeatable), for ours and the peer"
+        ),
+    ] = None,
+    profile: Profile = None,
+    embedder: Embedder = None,
+    every: Annotated[int, typer.Option("--every", min=1, help="detect every N-th frame")] = 1,
+    height: Annotated[
+        int | None, typer.Option("--height", help="first resize the clip to this many lines")
+    ] = None,
+    per_frame_too: Annotated[
+        bool, typer.Option("--per-frame", help="also time embedding every face of every frame")
+    ] = False,
+    peer: Peer = None,
+    json_file: JsonFile = None,
+    threads: Threads = None,
+    offline: Offline = False,
+) -> None:
+    """Video speed (fps, multiple of real time) and decisions, beside the peer's video demo.
+
+    The people given with --known are enrolled into a temporary gallery.
+    """
+    import tempfile
+
+    from faceledger.bench import video as vb
+
+    check_peer(peer)
+    people = dict(_known(k) for k in known or [])
+    with tempfile.TemporaryDirectory() as tmp:
+        if height is not None:
+            err.print(f"resizing {clip} to {height} lines")
+            clip = vb.upscale_clip(clip, Path(tmp) / f"clip_{height}p.mp4", height)
+        overrides: dict[str, Any] = {
+            "profile": profile, "offline": offline or None, "embedder": embedder,
+            "db": Path(tmp) / "gallery.db",
+        }  # fmt: skip
+        if threads is not None:
+            overrides["threads"] = threads
+        engine = Engine(load_config(**overrides))
+        engine.load()
+        for name, photo in people.items():
+            report_ = engine.enroll(name, [photo], "benchmark", largest=True)
+            if not report_.enrolled:
+                raise ConfigError(f"{photo}: could not enroll {name}: {report_.failures}")
+        frames = vb.probe(str(clip)).frames or None
+        runs = []
+        with bars() as progress:
+            runs.append(
+                vb.scan(engine, clip, every, progress(f"scan --every {every}", frames or 0))
+            )
+            if per_frame_too:
+                runs.append(vb.per_frame(engine, clip, progress("per-frame", frames or 0)))
+            if peer:
+                runs.append(vb.peer(clip, people, progress("peer", frames or 0)))
+        engine.close()
+    document = {
+        "clip": str(clip),
+        "profile": engine.config.profile,
+        "models": models_of(engine, False),
+        "runs": [r.as_dict() for r in runs],
+        "speed_ratio_vs_last": [round(r.fps / runs[-1].fps, 2) for r in runs],
+    }
+    if json_file is not None:
+        json_file.write_text(json.dumps(document, indent=2) + "\n")
+    emit_json(document)
+
+
+def _known(text: str) -> tuple[str, Path]:
+    name, sep, photo = text.partition("=")
+    if not sep or not name or not Path(photo).is_file():
+        raise ConfigError(f"--known {text!r}: give NAME=PHOTO with an existing photo")
+    return name, Path(photo)
