@@ -15,6 +15,7 @@ import typer
 from faceledger.cli import (
     admin,  # noqa: F401  (registers the subjects/models/gallery commands)
     bench,  # noqa: F401  (registers the bench commands)
+    redact,  # noqa: F401  (registers the redact command)
     render,
     video,  # noqa: F401  (registers the scan and watch commands)
 )
