@@ -58,8 +58,7 @@ class YuNetDetector:
     def detect(self, image: ImageArray) -> Faces:
         self.load()
         assert self._session is not None
-        # The fast profile's detector works at native size on small images: upscaling
-        # multiplies the work and (measured on LFW) finds no more faces.
+        # Small images are not upscaled: that multiplies the work and finds no more faces.
         canvas, back = resize_for_network(image, None, self.options.input_max_side, upscale=False)
         outputs = self._session.run(to_tensor(canvas, self.card))
         boxes, scores, kps = decode(outputs, *canvas.shape[:2])
