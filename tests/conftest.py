@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +40,34 @@ def _isolated_env(
     monkeypatch.delenv("FACELEDGER_PROFILE", raising=False)
     monkeypatch.delenv("FACELEDGER_CONFIG", raising=False)
     yield
+
+
+def need_profile(profile: str) -> None:
+    """Skip unless ``profile``'s models can run here; convert EdgeFace (once) when they need it.
+
+    The converted file goes into the session's model cache (FACELEDGER_MODEL_CACHE), where
+    every Engine of the session finds it.
+    """
+    from faceledger.config import load_config
+    from faceledger.models.catalog import get_card, get_profile
+    from faceledger.models.store import ModelStore
+
+    need(MODELS)
+    card = get_card(get_profile(profile).embedder)
+    if not card.converted:
+        return
+    config = load_config()
+    store = ModelStore(config.model_cache, mirror=config.model_mirror, offline=True)
+    if store.find_converted(card) is not None:
+        return
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip(
+            f"profile {profile} needs {card.name} converted, and PyTorch is not installed "
+            "to convert it (pip install 'faceledger[convert]')"
+        )
+    from faceledger.convert import convert
+
+    convert(card, store)
 
 
 @pytest.fixture

@@ -43,6 +43,9 @@ class Config(BaseSettings):
     profile: str = Field("embedded", description="model set: " + ", ".join(PROFILES))
     detector: str | None = Field(None, description="detector model (default: the profile's)")
     embedder: str | None = Field(None, description="embedder model (default: the profile's)")
+    flip: bool | None = Field(
+        None, description="also embed the mirrored face (default: the profile's choice)"
+    )
     db: Path = Field(default_factory=default_db, description="gallery database (SQLite file)")
     model_mirror: Path | None = Field(None, description="folder searched for model files")
     model_cache: Path = Field(default_factory=default_cache, description="download cache")

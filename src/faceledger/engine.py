@@ -9,6 +9,7 @@ each result carries its own error and the caller decides the exit code.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -92,15 +93,23 @@ class Engine:
         self.detector: Detector = create_detector(self.detector_card, self.store, options)
         self.aligner: Aligner = create_aligner(self.embedder_card, self.store)
         self.embedder: Embedder = create_embedder(self.embedder_card, self.store, config.threads)
-        fmr = STRICTNESS_FMR[config.strictness]
-        self.threshold = Threshold(
-            self.embedder_card.threshold_for(fmr),
-            fmr,
-            self.embedder_card.calibration,
-            config.strictness,
-        )
+        self.flip = self.profile.flip if config.flip is None else config.flip
+        self.model_id = self.embedder_card.name + ("+flip" if self.flip else "")
+        """What the gallery's templates are stamped with: flip vectors never mix with plain."""
         self._gallery: Gallery | None = None
         self._matcher: Matcher | None = None
+
+    @functools.cached_property
+    def threshold(self) -> Threshold:
+        """The decision threshold (raises ConfigError when the embedder has none calibrated
+        for this set-up; only matching needs one, so benchmarks run without)."""
+        fmr = STRICTNESS_FMR[self.config.strictness]
+        return Threshold(
+            self.embedder_card.threshold_for(fmr, self.flip),
+            fmr,
+            self.embedder_card.calibration,
+            self.config.strictness,
+        )
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -139,7 +148,15 @@ class Engine:
         return size_gate(faces, min_face or self.config.min_face).sorted_by_area()
 
     def embed(self, image: ImageArray, faces: Faces) -> Embeddings:
-        return self.embedder.embed(self.aligner.align(image, faces))
+        return self.embed_crops(self.aligner.align(image, faces))
+
+    def embed_crops(self, crops: np.ndarray) -> Embeddings:
+        """Embeddings of aligned crops, with flip augmentation when the engine uses it."""
+        vectors = self.embedder.embed(crops).vectors
+        if self.flip and len(crops):
+            mirrored = np.ascontiguousarray(crops[:, :, ::-1])
+            vectors = vectors + self.embedder.embed(mirrored).vectors
+        return Embeddings(vectors, self.model_id)
 
     def analyze(self, path: Path, min_face: int | None = None) -> Analysis:
         image = self.read(path)
@@ -149,7 +166,7 @@ class Engine:
 
     def matcher(self) -> Matcher:
         if self._matcher is None:
-            vectors, names = self.gallery.vectors(self.embedder_card.name)
+            vectors, names = self.gallery.vectors(self.model_id)
             if len(names) == 0:
                 vectors = np.zeros((0, self.embedder_card.embedding_dim), np.float32)
             self._matcher = Matcher.exact(vectors, names, self.threshold)
@@ -209,7 +226,7 @@ class Engine:
         progress: Callable[[str], None] | None = None,
     ) -> EnrollReport:
         """Enroll one subject from ``paths`` in one transaction; bad photos are reported."""
-        self.gallery.require_model(self.embedder_card.name)
+        self.gallery.require_model(self.model_id)
         if not legal_basis and not self.gallery.has_subject(name):
             raise ConfigError(
                 f"subject {name!r} is new: record the legal basis for enrolling them (--basis)"
@@ -243,11 +260,11 @@ class Engine:
             )
         face = found.faces.largest()
         crops = self.aligner.align(found.image, face)
-        vector = self.embedder.embed(crops).vectors[0]
+        vector = self.embed_crops(crops).vectors[0]
         canon, geometry = canonical_crops(found.image, face)
         return NewTemplate(
             embedding=vector,
-            model_id=self.embedder_card.name,
+            model_id=self.model_id,
             source_name=path.name,
             source_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
             quality=float(sharpness(crops)[0]),
@@ -269,7 +286,7 @@ class Engine:
             vectors[stored.template_id] = self.embed(crop, face).vectors[0]
         if not vectors:
             raise StorageError(f"{self.config.db}: the gallery has no templates to re-embed")
-        self.gallery.replace_embeddings(self.embedder_card.name, vectors)
+        self.gallery.replace_embeddings(self.model_id, vectors)
         self._matcher = None
         return len(vectors)
 

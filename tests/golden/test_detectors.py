@@ -138,9 +138,7 @@ def test_landmarks_inside_boxes_and_eyes_ordered(run: Runner, name: str) -> None
 def test_yunet_matches_opencv(run: Runner, rel: str) -> None:
     image = photo(rel)
     ours = run("yunet", rel)
-    canvas, back = resize_for_network(
-        image, None, DetectorOptions().input_max_side, upscale=False
-    )
+    canvas, back = resize_for_network(image, None, DetectorOptions().input_max_side, upscale=False)
     nh, nw = round(image.shape[0] / back), round(image.shape[1] / back)
     reference = cv2.FaceDetectorYN.create(str(MODELS / "yunet_2026may.onnx"), "", (nw, nh))
     reference.setScoreThreshold(0.5)

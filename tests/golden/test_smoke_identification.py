@@ -13,6 +13,7 @@ import pytest
 
 from faceledger.config import load_config
 from faceledger.engine import Engine
+from tests.conftest import need_profile
 
 LEFT_OUT = ("deepface_id03", "fr_biden", "fr_kit_harington")
 RANK1_TARGET = {"embedded": 0.95, "fast": 1.0, "accurate": 1.0}
@@ -29,6 +30,7 @@ def photos_by_identity(smoke: Path) -> dict[str, list[Path]]:
 @pytest.mark.slow
 @pytest.mark.parametrize("profile", ["embedded", "fast", "accurate"])
 def test_enroll_first_identify_rest(profile: str, smoke: Path, tmp_path: Path) -> None:
+    need_profile(profile)
     identities = photos_by_identity(smoke)
     engine = Engine(load_config(profile=profile, db=tmp_path / "gallery.db"))
     for name, photos in identities.items():

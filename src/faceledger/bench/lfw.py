@@ -170,7 +170,6 @@ class LfwEmbedder:
     engine: Engine
     root: Path
     cache: Path | None = None
-    flip: bool = False
     batch: int = 32
 
     def _cache_file(self, stage: str) -> Path | None:
@@ -179,8 +178,8 @@ class LfwEmbedder:
         det = self.engine.detector_card.name
         if stage == "det":
             return self.cache / f"lfw-det-{det}.npz"
-        suffix = "-flip" if self.flip else ""
-        return self.cache / f"lfw-emb-{det}-{self.engine.embedder_card.name}{suffix}.npz"
+        model = self.engine.model_id.replace("+", "-")
+        return self.cache / f"lfw-emb-{det}-{model}.npz"
 
     def run(
         self, keys: Sequence[ImageKey], progress: Progress | None = None
@@ -215,10 +214,5 @@ class LfwEmbedder:
             crops.append(
                 self.engine.aligner.align(image, Detection.unpack(detections[key]).faces())
             )
-        batch = np.concatenate(crops)
-        vectors = self.engine.embedder.embed(batch).vectors
-        if self.flip:
-            flipped = self.engine.embedder.embed(np.ascontiguousarray(batch[:, :, ::-1])).vectors
-            vectors = vectors + flipped
-            vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        vectors = self.engine.embed_crops(np.concatenate(crops)).vectors
         return np.asarray(vectors, dtype=np.float32)

@@ -324,9 +324,9 @@ def models_verify(json_out: Json = False) -> None:
 def gallery_reembed(profile: Profile = None, db: Db = None, offline: Offline = False) -> None:
     """Re-embed every template from its stored aligned crop with the profile's embedder."""
     with Engine(make_config(profile, db, offline=offline)) as engine:
-        err.print(f"re-embedding {engine.config.db} with {engine.embedder_card.name} ...")
+        err.print(f"re-embedding {engine.config.db} with {engine.model_id} ...")
         count = engine.reembed()
-    out.print(f"re-embedded {count} templates with {engine.embedder_card.name}")
+    out.print(f"re-embedded {count} templates with {engine.model_id}")
 
 
 @gallery_app.command("info")

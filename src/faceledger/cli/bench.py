@@ -40,7 +40,11 @@ Cache = Annotated[
     typer.Option("--cache", help="where detections and embeddings are cached between runs"),
 ]
 Flip = Annotated[
-    bool, typer.Option("--flip", help="test-time augmentation: embed the mirrored face too")
+    bool | None,
+    typer.Option(
+        "--flip/--no-flip",
+        help="test-time augmentation: embed the mirrored face too (default: the profile's)",
+    ),
 ]
 Batch = Annotated[int, typer.Option("--batch", min=1, help="faces per embedder call")]
 Threads = Annotated[
@@ -84,12 +88,14 @@ def bench_engine(
     threads: int | None,
     embedder: str | None = None,
     detector: str | None = None,
+    flip: bool | None = None,
 ) -> Engine:
     overrides: dict[str, Any] = {
         "profile": profile,
         "offline": offline or None,
         "embedder": embedder,
         "detector": detector,
+        "flip": flip,
     }
     if threads is not None:
         overrides["threads"] = threads
@@ -98,9 +104,9 @@ def bench_engine(
     return engine
 
 
-def models_of(engine: Engine, flip: bool) -> list[str]:
+def models_of(engine: Engine) -> list[str]:
     names = [engine.detector_card.name, engine.embedder_card.name]
-    return names + (["flip"] if flip else [])
+    return names + (["flip"] if engine.flip else [])
 
 
 def check_peer(peer: str | None) -> None:
@@ -115,7 +121,7 @@ def lfw(
     profile: Profile = None,
     embedder: Embedder = None,
     detector: Detector = None,
-    flip: Flip = False,
+    flip: Flip = None,
     peer: Peer = None,
     json_file: JsonFile = None,
     report_dir: Annotated[
@@ -140,12 +146,12 @@ def lfw(
     """
     check_peer(peer)
     dataset = LfwData.open(data, per_fold)
-    engine = bench_engine(profile, offline, threads, embedder, detector)
+    engine = bench_engine(profile, offline, threads, embedder, detector, flip)
     results: dict[str, LfwResult] = {}
     columns: list[dict[str, Any]] = []
     sample = [p for p in _sample_paths(dataset, speed_sample)]
     with bars() as progress:
-        ours = LfwEmbedder(engine, data, cache, flip, batch)
+        ours = LfwEmbedder(engine, data, cache, batch)
         result = evaluate(ours, dataset, engine.config.profile, "cosine", progress)
         if sample:
             speed = measure(engine, sample, progress("timing ours", len(sample)))
@@ -157,7 +163,7 @@ def lfw(
         label = f"faceledger {engine.config.profile}"
         results[label] = result
         columns.append(
-            {"profile": engine.config.profile, "models": models_of(engine, flip), **result.summary}
+            {"profile": engine.config.profile, "models": models_of(engine), **result.summary}
         )
         if peer:
             other = FaceRecognitionPeer(data, cache)
@@ -215,6 +221,7 @@ def speed(
     profile: Profile = None,
     embedder: Embedder = None,
     detector: Detector = None,
+    flip: Flip = None,
     count: Annotated[int, typer.Option("--count", min=1, help="images to time on")] = 200,
     peer: Peer = None,
     json_file: JsonFile = None,
@@ -226,7 +233,7 @@ def speed(
     files = gather(images)
     step = max(1, len(files) // count)
     sample = files[::step][:count]
-    engine = bench_engine(profile, offline, threads, embedder, detector)
+    engine = bench_engine(profile, offline, threads, embedder, detector, flip)
     with bars() as progress:
         result = measure(engine, sample, progress("timing ours", len(sample)))
         peer_rate = None
@@ -235,7 +242,7 @@ def speed(
             peer_rate = measure_peer(other, sample, progress("timing the peer", len(sample)))
     document: dict[str, Any] = {
         "profile": engine.config.profile,
-        "models": models_of(engine, False),
+        "models": models_of(engine),
         "ms_detect": result.ms_detect,
         "ms_embed_per_face": result.ms_embed_per_face,
         "ms_embed_per_face_batched": {
@@ -262,7 +269,7 @@ def calibrate(
     profile: Profile = None,
     embedder: Embedder = None,
     detector: Detector = None,
-    flip: Flip = False,
+    flip: Flip = None,
     cache: Cache = Path(".cache/bench"),
     batch: Batch = 32,
     threads: Threads = None,
@@ -281,16 +288,16 @@ def calibrate(
     if limit is not None:
         pairs = [p for p in pairs if p.same][:limit] + [p for p in pairs if not p.same][:limit]
     keys = sorted({k for p in pairs for k in (p.a, p.b)})
-    engine = bench_engine(profile, offline, threads, embedder, detector)
+    engine = bench_engine(profile, offline, threads, embedder, detector, flip)
     with bars() as progress:
-        vectors, fallbacks = LfwEmbedder(engine, data, cache, flip, batch).run(
+        vectors, fallbacks = LfwEmbedder(engine, data, cache, batch).run(
             keys, progress("embedding View 1", len(keys))
         )
     cal = protocols.calibration(vectors, pairs)
     emit_json(
         {
             "profile": engine.config.profile,
-            "models": models_of(engine, flip),
+            "models": models_of(engine),
             "protocol": "LFW View 1 pairsDevTrain",
             "images": len(keys),
             "det_failures": len(fallbacks),
@@ -388,7 +395,7 @@ def video(
     document = {
         "clip": str(clip),
         "profile": engine.config.profile,
-        "models": models_of(engine, False),
+        "models": models_of(engine),
         "runs": [r.as_dict() for r in runs],
         "speed_ratio_vs_last": [round(r.fps / runs[-1].fps, 2) for r in runs],
     }

@@ -155,7 +155,7 @@ def scan(
             try:
                 for decision in scan_one(engine, video, every, best):
                     decisions.append(decision)
-                    event_id = store.add(decision, None, engine.embedder_card.name, keep)
+                    event_id = store.add(decision, None, engine.model_id, keep)
                     write_event(handle, {"id": event_id, **decision.as_json()})
             except InputError as exc:
                 failures.append((str(video), exc.reason))
@@ -259,7 +259,7 @@ def watch(
 
         def emit(decision: TrackDecision) -> None:
             first = started_at + timedelta(seconds=decision.first_t)
-            event_id = store.add(decision, name, engine.embedder_card.name, keep, started_at=first)
+            event_id = store.add(decision, name, engine.model_id, keep, started_at=first)
             dispatcher.send({"id": event_id, "camera": name, **decision.as_json()})
 
         try:

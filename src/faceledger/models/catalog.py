@@ -53,6 +53,8 @@ class ModelCard:
     metric: Literal["cosine"] = "cosine"
     thresholds: Mapping[float, float] = field(default_factory=dict)
     """False-match rate -> cosine-similarity threshold."""
+    flip_thresholds: Mapping[float, float] = field(default_factory=dict)
+    """The same, calibrated for flip test-time augmentation (empty: not calibrated)."""
     calibration: str = ""
     published_accuracy: str = ""
     converted: str = ""
@@ -61,13 +63,15 @@ class ModelCard:
     sha256 and the source's recorded beside it at conversion time. Empty for models used
     as published."""
 
-    def threshold_for(self, fmr: float) -> float:
-        if fmr not in self.thresholds:
-            known = ", ".join(f"{k:g}" for k in sorted(self.thresholds))
+    def threshold_for(self, fmr: float, flip: bool = False) -> float:
+        table = self.flip_thresholds if flip else self.thresholds
+        if fmr not in table:
+            known = ", ".join(f"{k:g}" for k in sorted(table)) or "none"
+            kind = "with flip augmentation " if flip else ""
             raise ConfigError(
-                f"model {self.name} has no threshold calibrated at FMR {fmr:g} (has: {known})"
+                f"model {self.name} has no threshold calibrated {kind}at FMR {fmr:g} (has: {known})"
             )
-        return self.thresholds[fmr]
+        return table[fmr]
 
 
 def _gh(repo: str, commit: str, path: str) -> str:
@@ -233,7 +237,7 @@ CARDS: tuple[ModelCard, ...] = (
         std=128.0,
         aligner="arcface112",
         embedding_dim=128,
-        thresholds=MappingProxyType({1e-2: 0.2586, 1e-3: 0.3436, 1e-4: 0.4155}),
+        thresholds=MappingProxyType({1e-2: 0.2589, 1e-3: 0.3443, 1e-4: 0.4147}),
         calibration=_CALIBRATION,
         published_accuracy="LFW 99.48% (upstream README)",
     ),
@@ -255,8 +259,9 @@ CARDS: tuple[ModelCard, ...] = (
         std=127.5,
         aligner="arcface112",
         embedding_dim=512,
-        thresholds=_PLACEHOLDER_THRESHOLDS,
-        calibration="placeholder, not yet calibrated",
+        thresholds=MappingProxyType({1e-2: 0.1890, 1e-3: 0.2577, 1e-4: 0.3233}),
+        flip_thresholds=MappingProxyType({1e-2: 0.1891, 1e-3: 0.2577, 1e-4: 0.3233}),
+        calibration=_CALIBRATION,
         published_accuracy="LFW 99.73% (paper, full-precision XS)",
         converted="edgeface_xs.onnx",
     ),
@@ -294,6 +299,8 @@ class Profile:
     detector: str
     embedder: str
     summary: str
+    flip: bool = False
+    """Embed the mirrored face too and average (test-time augmentation)."""
 
 
 PROFILES: Mapping[str, Profile] = MappingProxyType(
@@ -306,7 +313,12 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
         ),
         "fast": Profile("fast", "yunet", "mobilefacenet", "YuNet + MobileFaceNet"),
         "accurate": Profile(
-            "accurate", "scrfd_2.5g", "mobilefacenet", "SCRFD-2.5G + MobileFaceNet"
+            "accurate",
+            "scrfd_2.5g",
+            "edgeface_xs",
+            "SCRFD-2.5G + EdgeFace-XS with flip (convert once: faceledger models convert "
+            "edgeface_xs)",
+            flip=True,
         ),
     }
 )

@@ -249,7 +249,7 @@ def check_keep(engine: Engine, keep: Keep) -> None:
     """Fail before any work when the gallery cannot identify the people to keep."""
     if not keep:
         return
-    model = engine.embedder_card.name
+    model = engine.model_id
     _, labels = engine.gallery.vectors(model)
     have = {str(x) for x in labels}
     if keep.enrolled and not have:
@@ -738,7 +738,7 @@ class _Pass1:
         if not self._pending:
             return
         crops = np.stack([crop for _, _, crop in self._pending])
-        matches = self.engine.matcher().match(self.engine.embedder.embed(crops), SAMPLE_TOP)
+        matches = self.engine.matcher().match(self.engine.embed_crops(crops), SAMPLE_TOP)
         for (book, index, _), match in zip(self._pending, matches, strict=True):
             book.samples.append((index, match.candidates))
         self._pending = []
@@ -749,8 +749,8 @@ class _Pass1:
             return
         if book.confirmed:
             crops = np.stack([entry[2] for entry in book.best])
-            vectors = self.engine.embedder.embed(crops).vectors
-            mean = Embeddings(vectors.mean(axis=0, keepdims=True), self.engine.embedder_card.name)
+            vectors = self.engine.embed_crops(crops).vectors
+            mean = Embeddings(vectors.mean(axis=0, keepdims=True), self.engine.model_id)
             book.match = self.engine.matcher().match(mean)[0]
             _, _, _, book.best_frame, book.best_box = max(book.best)
         book.best = []  # decided once; the crops are not kept

@@ -206,9 +206,9 @@ class VideoScanner:
             return None
         book.decided = True
         crops = np.stack([entry[4] for entry in book.best])
-        vectors = self.engine.embedder.embed(crops).vectors
+        vectors = self.engine.embed_crops(crops).vectors
         self.stats.embedded += len(crops)
-        mean = Embeddings(vectors.mean(axis=0, keepdims=True), self.engine.embedder_card.name)
+        mean = Embeddings(vectors.mean(axis=0, keepdims=True), self.engine.model_id)
         match = self.engine.matcher().match(mean, self.top)[0]
         _, _, best_t, best_box, best_crop = max(book.best)
         return TrackDecision(
