@@ -88,12 +88,12 @@ _EDGEFACE_SOURCE = (
     "Idiap EdgeFace (George et al., IEEE T-BIOM 2024), dynamically quantized state dict "
     "(copy at yayoimizuha/face_recognition_train); converted to ONNX locally"
 )
-_PLACEHOLDER_THRESHOLDS = MappingProxyType({1e-2: 0.25, 1e-3: 0.32, 1e-4: 0.38})
 
 # Thresholds: from LFW View 1 (pairsDevTrain.txt: its 1,100 mated pairs, and all 5,923,194
 # non-mated pairs among the 3,443 images it names) by `faceledger bench calibrate --profile P`.
-# View 2 is never used for thresholds (it is for reporting only). MobileFaceNet was calibrated
-# on SCRFD-2.5G alignment (the accurate profile); dlib on its own HOG + 5-point chip.
+# View 2 is never used for thresholds (it is for reporting only). The ArcFace-aligned embedders
+# (MobileFaceNet, EdgeFace) were calibrated on SCRFD-2.5G alignment; dlib on its own HOG +
+# 5-point chip. flip_thresholds: the same with flip test-time augmentation.
 _CALIBRATION = "LFW View 1 pairsDevTrain"
 
 CARDS: tuple[ModelCard, ...] = (
@@ -283,8 +283,9 @@ CARDS: tuple[ModelCard, ...] = (
         std=127.5,
         aligner="arcface112",
         embedding_dim=512,
-        thresholds=_PLACEHOLDER_THRESHOLDS,
-        calibration="placeholder, not yet calibrated",
+        thresholds=MappingProxyType({1e-2: 0.2047, 1e-3: 0.2765, 1e-4: 0.3431}),
+        flip_thresholds=MappingProxyType({1e-2: 0.2049, 1e-3: 0.2769, 1e-4: 0.3435}),
+        calibration=_CALIBRATION,
         published_accuracy="LFW 99.57% (paper)",
         converted="edgeface_xxs.onnx",
     ),
