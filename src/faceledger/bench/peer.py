@@ -23,6 +23,9 @@ PEERS = ("face_recognition",)
 
 
 def load_face_recognition() -> ModuleType:
+    from PIL import ImageFile
+
+    tolerant = ImageFile.LOAD_TRUNCATED_IMAGES
     try:
         import face_recognition
     except ImportError as exc:
@@ -30,6 +33,10 @@ def load_face_recognition() -> ModuleType:
             "the face_recognition peer is not installed: "
             "pip install --no-deps face_recognition==1.3.0"
         ) from exc
+    finally:
+        # face_recognition switches Pillow to accepting truncated images, process-wide;
+        # faceledger reports truncated files, so the setting is put back.
+        ImageFile.LOAD_TRUNCATED_IMAGES = tolerant
     return face_recognition
 
 
