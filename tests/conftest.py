@@ -42,32 +42,48 @@ def _isolated_env(
     yield
 
 
+def _converter_available() -> bool:
+    return all(importlib.util.find_spec(m) is not None for m in ("torch", "onnx"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _edgeface(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Convert the EdgeFace models (fast and accurate use them) once into the session's model
+    cache. Without PyTorch they cannot be made: then every test runs with MobileFaceNet in
+    their place (FACELEDGER_EMBEDDER), so the pipelines are still tested, and the tests of
+    the real profiles skip (see ``need_profile``)."""
+    if MODELS.is_dir() and _converter_available():
+        from faceledger.convert import convert
+        from faceledger.models.catalog import get_card
+        from faceledger.models.store import ModelStore
+
+        store = ModelStore(tmp_path_factory.getbasetemp() / "model-cache", mirror=MODELS)
+        for name in ("edgeface_xxs", "edgeface_xs"):
+            convert(get_card(name), store)
+        yield
+        return
+    previous = {k: os.environ.get(k) for k in ("FACELEDGER_EMBEDDER", "FACELEDGER_FLIP")}
+    os.environ.update(FACELEDGER_EMBEDDER="mobilefacenet", FACELEDGER_FLIP="0")
+    yield
+    for key, value in previous.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 def need_profile(profile: str) -> None:
-    """Skip unless ``profile``'s models can run here; convert EdgeFace (once) when they need it.
-
-    The converted file goes into the session's model cache (FACELEDGER_MODEL_CACHE), where
-    every Engine of the session finds it.
-    """
-    from faceledger.config import load_config
-    from faceledger.models.catalog import get_card, get_profile
-    from faceledger.models.store import ModelStore
-
+    """Skip unless ``profile``'s own models can run here (EdgeFace needs converting)."""
     need(MODELS)
-    card = get_card(get_profile(profile).embedder)
-    if not card.converted:
-        return
-    config = load_config()
-    store = ModelStore(config.model_cache, mirror=config.model_mirror, offline=True)
-    if store.find_converted(card) is not None:
-        return
-    if importlib.util.find_spec("torch") is None:
-        pytest.skip(
-            f"profile {profile} needs {card.name} converted, and PyTorch is not installed "
-            "to convert it (pip install 'faceledger[convert]')"
-        )
-    from faceledger.convert import convert
+    if not _converter_available():
+        from faceledger.models.catalog import get_card, get_profile
 
-    convert(card, store)
+        card = get_card(get_profile(profile).embedder)
+        if card.converted:
+            pytest.skip(
+                f"profile {profile} needs {card.name} converted, and PyTorch is not installed "
+                "to convert it (pip install 'faceledger[convert]')"
+            )
 
 
 @pytest.fixture

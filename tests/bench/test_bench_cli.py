@@ -31,7 +31,7 @@ def test_bench_lfw_slice_writes_fixed_keys_and_a_report(lfw: Path, tmp_path: Pat
     result = json.loads(out.read_text())
     assert list(result)[: len(RESULT_KEYS)] == list(RESULT_KEYS)
     assert result["profile"] == "fast"
-    assert result["models"] == ["yunet", "mobilefacenet"]
+    assert result["models"][0] == "yunet"
     assert result["details"]["pairs"] == 40  # 2 mated + 2 non-mated in each of 10 folds
     for key in ("lfw_acc", "auc", "rank1", "rank5", "tar_at_far_1e-3"):
         assert 0.8 <= result[key] <= 1.0, key

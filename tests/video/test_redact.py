@@ -91,7 +91,6 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
             profile="fast",
             db=base / "gallery.db",
             model_mirror=MODELS,
-            model_cache=base / "cache",
             offline=True,
         )
     )

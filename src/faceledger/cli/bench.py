@@ -223,6 +223,9 @@ def speed(
     detector: Detector = None,
     flip: Flip = None,
     count: Annotated[int, typer.Option("--count", min=1, help="images to time on")] = 200,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, max=64, help="images processed in parallel")
+    ] = 1,
     peer: Peer = None,
     json_file: JsonFile = None,
     threads: Threads = None,
@@ -235,7 +238,7 @@ def speed(
     sample = files[::step][:count]
     engine = bench_engine(profile, offline, threads, embedder, detector, flip)
     with bars() as progress:
-        result = measure(engine, sample, progress("timing ours", len(sample)))
+        result = measure(engine, sample, progress("timing ours", len(sample)), workers)
         peer_rate = None
         if peer:
             other = FaceRecognitionPeer(Path("."), None)
@@ -253,6 +256,7 @@ def speed(
         "images": result.images,
         "faces": result.faces,
         "threads": engine.config.threads,
+        "workers": workers,
         "peer": {"name": peer, "images_per_s": peer_rate} if peer else None,
         "speed_ratio": result.images_per_s / peer_rate if peer_rate else None,
     }

@@ -22,7 +22,8 @@ app = typer.Typer(
         "Enroll people (with a recorded legal basis) from photos, then identify or verify "
         "faces in new photos. Every answer carries a calibrated score and its threshold; "
         "'unknown' is a real answer. Models: --profile embedded (default, offline, dlib), "
-        "fast (YuNet + MobileFaceNet) or accurate (SCRFD + MobileFaceNet)."
+        "fast (YuNet + EdgeFace-XXS) or accurate (SCRFD + EdgeFace-XS); the EdgeFace models "
+        "are converted once with: faceledger models convert NAME."
     ),
     no_args_is_help=True,
     add_completion=False,
