@@ -73,6 +73,11 @@ def open_container(source: str, timeout: float | None = None) -> Any:
     if not container.streams.video:
         container.close()
         raise InputError(source, "has no video stream")
+    stream = container.streams.video[0]
+    if stream.codec_context is None:
+        tag = getattr(stream, "codec_tag", "") or "unknown"
+        container.close()
+        raise InputError(source, f"video codec {tag!r} cannot be decoded by this FFmpeg build")
     return container
 
 
