@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 
@@ -46,39 +48,54 @@ def _converter_available() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("torch", "onnx"))
 
 
+STANDIN_ENV = {"FACELEDGER_EMBEDDER": "mobilefacenet", "FACELEDGER_FLIP": "0"}
+"""For a `fast` subprocess when EdgeFace cannot be converted (see ``_edgeface``)."""
+
+
+def standin_env() -> dict[str, str]:
+    """Environment for a subprocess running the `fast` profile: the stand-in when needed."""
+    return {} if _converter_available() or not MODELS.is_dir() else dict(STANDIN_ENV)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _edgeface(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Convert the EdgeFace models (fast and accurate use them) once into the session's model
-    cache. Without PyTorch they cannot be made: then every test runs with MobileFaceNet in
-    their place (FACELEDGER_EMBEDDER), so the pipelines are still tested, and the tests of
-    the real profiles skip (see ``need_profile``)."""
+    cache. Without PyTorch they cannot be made: then the `fast` and `accurate` profiles run
+    with MobileFaceNet (no flip) in EdgeFace's place, so the pipelines are still tested, and
+    the tests of the real profiles skip (see ``need_profile``)."""
+    from faceledger.models import catalog
+
     if MODELS.is_dir() and _converter_available():
         from faceledger.convert import convert
-        from faceledger.models.catalog import get_card
         from faceledger.models.store import ModelStore
 
         store = ModelStore(tmp_path_factory.getbasetemp() / "model-cache", mirror=MODELS)
         for name in ("edgeface_xxs", "edgeface_xs"):
-            convert(get_card(name), store)
+            convert(catalog.get_card(name), store)
         yield
         return
-    previous = {k: os.environ.get(k) for k in ("FACELEDGER_EMBEDDER", "FACELEDGER_FLIP")}
-    os.environ.update(FACELEDGER_EMBEDDER="mobilefacenet", FACELEDGER_FLIP="0")
+    original = catalog.PROFILES
+    standins = {
+        name: dataclasses.replace(p, embedder="mobilefacenet", flip=False)
+        if catalog.get_card(p.embedder).converted
+        else p
+        for name, p in original.items()
+    }
+    catalog.PROFILES = MappingProxyType(standins)
     yield
-    for key, value in previous.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    catalog.PROFILES = original
+
+
+_REAL_EMBEDDERS = {"embedded": "dlib_resnet128", "fast": "edgeface_xxs", "accurate": "edgeface_xs"}
 
 
 def need_profile(profile: str) -> None:
     """Skip unless ``profile``'s own models can run here (EdgeFace needs converting)."""
     need(MODELS)
     if not _converter_available():
-        from faceledger.models.catalog import get_card, get_profile
+        from faceledger.models.catalog import CARDS
 
-        card = get_card(get_profile(profile).embedder)
+        card = next(c for c in CARDS if c.name == _REAL_EMBEDDERS[profile])
         if card.converted:
             pytest.skip(
                 f"profile {profile} needs {card.name} converted, and PyTorch is not installed "

@@ -26,6 +26,7 @@ from faceledger.engine import Engine
 from faceledger.errors import InputError
 from faceledger.events import EventStore
 from faceledger.video.source import LiveSource
+from tests.conftest import standin_env
 
 
 def remux_to_ts(src: Path, dst: Path) -> Path:
@@ -131,7 +132,7 @@ def test_watch_command_survives_an_outage_and_flushes_every_event_on_sigterm(
     camera: Camera, smoke: Path, tmp_path: Path
 ) -> None:
     db = tmp_path / "g.db"
-    env = {**os.environ, "FACELEDGER_DB": str(db), "FACELEDGER_PROFILE": "fast"}
+    env = {**os.environ, **standin_env(), "FACELEDGER_DB": str(db), "FACELEDGER_PROFILE": "fast"}
     enroll = [sys.executable, "-m", "faceledger", "enroll", "--name", "lin-manuel-miranda"]
     photo = str(smoke / "video" / "lin-manuel-miranda.png")
     subprocess.run([*enroll, photo, "--basis", "test"], env=env, check=True, capture_output=True)
