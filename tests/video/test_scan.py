@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from faceledger.cli.main import app
 from faceledger.config import load_config
 from faceledger.engine import Engine
 from faceledger.events import EventStore
+from tests.conftest import standin_env
 
 runner = CliRunner()
 
@@ -52,7 +52,7 @@ def test_real_clip_finds_lin_manuel_miranda_and_claims_nobody_else(
     # He is on stage in the shot from 2.74 s to 7.01 s (cuts end tracks): one track.
     assert any(e["first_t"] < 3.0 and e["last_t"] > 6.9 and e["score"] > 0.5 for e in lin)
     assert all(e["last_t"] < 7.04 for e in lin)  # the audience shot after it is not him
-    if os.environ.get("FACELEDGER_EMBEDDER") is None:  # fast's own EdgeFace-XXS (not the
+    if not standin_env():  # fast's own EdgeFace-XXS (not the
         # MobileFaceNet stand-in used without PyTorch) also names Alex at the piano (26 px)
         alex = [e for e in events if e["subject"] == "alex-lacamoire"]
         assert [(e["first_t"], round(e["last_t"], 2)) for e in alex] == [(0.0, 0.63)]

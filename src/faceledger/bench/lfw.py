@@ -159,13 +159,13 @@ def detect_one(engine: Engine, image: np.ndarray) -> Detection:
     return Detection(chosen.boxes[0], chosen.landmarks[0], fallback)
 
 
-def cache_dir_name(engine: Engine) -> str:
-    return f"{engine.detector_card.name}-{engine.embedder_card.name}"
-
-
 @dataclass
 class LfwEmbedder:
-    """Embeds LFW images with one engine, caching detections and vectors under ``cache``."""
+    """Embeds LFW images with one engine, caching detections and vectors under ``cache``.
+
+    Cache files are named by detector and model id (embedder, +flip) only: after changing a
+    detector setting (score threshold, input size), delete them.
+    """
 
     engine: Engine
     root: Path
