@@ -183,7 +183,7 @@ class LiveSource:
                 try:
                     item = self._queue.get(timeout=0.25)
                 except queue.Empty:
-                    if self._stop.is_set() and not self._thread.is_alive():
+                    if not self._thread.is_alive():  # stopped, or ended without a word
                         return
                     continue
                 if item is None:
@@ -207,6 +207,12 @@ class LiveSource:
                         self.health.dropped += 1
 
     def _run(self) -> None:
+        try:
+            self._follow()
+        except Exception as exc:  # anything unexpected reaches the caller, not a dead thread
+            self._put(InputError(self.url, f"stream reader failed ({type(exc).__name__}: {exc})"))
+
+    def _follow(self) -> None:
         delay = self.backoff[0]
         index = 0
         started = last_frame = time.monotonic()
