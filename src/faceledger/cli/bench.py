@@ -12,7 +12,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from faceledger.bench import protocols, report
-from faceledger.bench.lfw import LfwEmbedder, read_pairs
+from faceledger.bench.lfw import LfwEmbedder, image_path, read_pairs
 from faceledger.bench.peer import PEERS, FaceRecognitionPeer
 from faceledger.bench.run import LfwData, LfwResult, evaluate, summary_row
 from faceledger.bench.speed import measure, measure_peer
@@ -149,7 +149,7 @@ def lfw(
     engine = bench_engine(profile, offline, threads, embedder, detector, flip)
     results: dict[str, LfwResult] = {}
     columns: list[dict[str, Any]] = []
-    sample = [p for p in _sample_paths(dataset, speed_sample)]
+    sample = _sample_paths(dataset, speed_sample)
     with bars() as progress:
         ours = LfwEmbedder(engine, data, cache, batch)
         result = evaluate(ours, dataset, engine.config.profile, "cosine", progress)
@@ -184,8 +184,6 @@ def lfw(
 
 
 def _sample_paths(dataset: LfwData, count: int) -> list[Path]:
-    from faceledger.bench.lfw import image_path
-
     keys = dataset.keys()
     if count == 0 or not keys:
         return []
