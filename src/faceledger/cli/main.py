@@ -15,9 +15,7 @@ import typer
 from faceledger.cli import (
     admin,  # noqa: F401  (registers the subjects/models/gallery commands)
     bench,  # noqa: F401  (registers the bench commands)
-    redact,  # noqa: F401  (registers the redact command)
     render,
-    video,  # noqa: F401  (registers the scan and watch commands)
 )
 from faceledger.cli.common import (
     Db,
@@ -268,6 +266,10 @@ def detect(
             out.print(f"annotated copies in {draw}")
     render.failures_block(failures)
     raise typer.Exit(1 if failures else 0)
+
+
+# Registered after the photo commands above, so that `--help` lists those first.
+from faceledger.cli import redact, video  # noqa: E402, F401  (scan, watch, redact)
 
 
 def main() -> None:
