@@ -501,3 +501,16 @@ def test_keep_unknown_subject_is_a_usage_error(tmp_path: Path) -> None:
     )  # fmt: skip
     assert code == 2 and "nobody" in err
     assert not (tmp_path / "o.jpg").exists()
+
+
+def test_scan_frames_are_upright_too(tmp_path: Path) -> None:
+    from faceledger.video.source import file_frames
+
+    need(LFW / "images")
+    scene = SCENES["moving"]
+    src = tmp_path / "portrait.mp4"
+    _write_rotated(scene, src)
+    first = next(iter(file_frames(src)))
+    assert first.image.shape == (scene.height, scene.width, 3)
+    expected = np.ascontiguousarray(np.rot90(frames_of(src)[0], -1))
+    assert np.abs(first.image.astype(int) - expected.astype(int)).mean() < 1.0

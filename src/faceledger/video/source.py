@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from faceledger.errors import InputError
 from faceledger.types import ImageArray
 
@@ -41,6 +43,13 @@ class VideoInfo:
     """As the container states it (0 when unknown)."""
     duration: float
     has_audio: bool
+
+
+def upright(frame: Any) -> ImageArray:
+    """A decoded PyAV frame as RGB, turned by its display-matrix rotation (phone videos)."""
+    image = frame.to_ndarray(format="rgb24")
+    turns = round(float(getattr(frame, "rotation", 0) or 0) / 90.0) % 4
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
 
 
 def is_live(source: str) -> bool:
@@ -117,7 +126,7 @@ def file_frames(path: str | Path) -> Iterator[Frame]:
         for frame in container.decode(stream):
             pts = float(frame.time) if frame.time is not None else index / rate
             start = pts if start is None else start
-            yield Frame(index, pts - start, frame.to_ndarray(format="rgb24"))
+            yield Frame(index, pts - start, upright(frame))
             index += 1
     except av.FFmpegError as exc:
         raise InputError(source, f"video broken after frame {index} ({_reason(exc)})") from None
@@ -248,7 +257,7 @@ class LiveSource:
         try:
             stream = container.streams.video[0]
             for frame in container.decode(stream):
-                yield frame.to_ndarray(format="rgb24")
+                yield upright(frame)
                 if self._stop.is_set():
                     return
         except av.FFmpegError as exc:
