@@ -98,6 +98,40 @@ _EDGEFACE_SOURCE = (
 # same with flip test-time augmentation (EdgeFace-XXS flip: on SCRFD-2.5G).
 _CALIBRATION = "LFW View 1 pairsDevTrain"
 
+
+def _edgeface(
+    size: str,
+    sha256: str,
+    *,
+    thresholds: dict[float, float],
+    flip_thresholds: dict[float, float],
+    published: str,
+) -> ModelCard:
+    """An EdgeFace card: the published int8 state dict, converted to ONNX locally."""
+    name = f"edgeface_{size}"
+    return ModelCard(
+        name=name,
+        kind="embedder",
+        summary=f"EdgeFace-{size.upper()} (EdgeNeXt-{size.upper()}), 512-d, ArcFace 112x112 "
+        "alignment; needs conversion",
+        files=(
+            ModelFile(f"{name}_q.pt", sha256, _gh(*_EDGEFACE_REPO, f"checkpoints/{name}_q.pt")),
+        ),
+        licence=_EDGEFACE_LICENCE,
+        source=_EDGEFACE_SOURCE,
+        input_size=(112, 112),
+        mean=127.5,
+        std=127.5,
+        aligner="arcface112",
+        embedding_dim=512,
+        thresholds=MappingProxyType(thresholds),
+        flip_thresholds=MappingProxyType(flip_thresholds),
+        calibration=_CALIBRATION,
+        published_accuracy=published,
+        converted=f"{name}.onnx",
+    )
+
+
 CARDS: tuple[ModelCard, ...] = (
     ModelCard(
         name="dlib_hog",
@@ -243,53 +277,19 @@ CARDS: tuple[ModelCard, ...] = (
         calibration=_CALIBRATION,
         published_accuracy="LFW 99.48% (upstream README)",
     ),
-    ModelCard(
-        name="edgeface_xs",
-        kind="embedder",
-        summary="EdgeFace-XS (EdgeNeXt-XS), 512-d, ArcFace 112x112 alignment; needs conversion",
-        files=(
-            ModelFile(
-                "edgeface_xs_q.pt",
-                "a31314377876ab9fa2a75e5638bc528efe79fd17d5c9c0a228fb7f846d7581a6",
-                _gh(*_EDGEFACE_REPO, "checkpoints/edgeface_xs_q.pt"),
-            ),
-        ),
-        licence=_EDGEFACE_LICENCE,
-        source=_EDGEFACE_SOURCE,
-        input_size=(112, 112),
-        mean=127.5,
-        std=127.5,
-        aligner="arcface112",
-        embedding_dim=512,
-        thresholds=MappingProxyType({1e-2: 0.1890, 1e-3: 0.2577, 1e-4: 0.3233}),
-        flip_thresholds=MappingProxyType({1e-2: 0.1891, 1e-3: 0.2577, 1e-4: 0.3233}),
-        calibration=_CALIBRATION,
-        published_accuracy="LFW 99.73% (paper, full-precision XS)",
-        converted="edgeface_xs.onnx",
+    _edgeface(
+        "xs",
+        "a31314377876ab9fa2a75e5638bc528efe79fd17d5c9c0a228fb7f846d7581a6",
+        thresholds={1e-2: 0.1890, 1e-3: 0.2577, 1e-4: 0.3233},
+        flip_thresholds={1e-2: 0.1891, 1e-3: 0.2577, 1e-4: 0.3233},
+        published="LFW 99.73% (paper, full-precision XS)",
     ),
-    ModelCard(
-        name="edgeface_xxs",
-        kind="embedder",
-        summary="EdgeFace-XXS (EdgeNeXt-XXS), 512-d, ArcFace 112x112 alignment; needs conversion",
-        files=(
-            ModelFile(
-                "edgeface_xxs_q.pt",
-                "46be7cc7e8d6e23501c0627fe5fbef101922ee9b85ccbef476987ab1a320b053",
-                _gh(*_EDGEFACE_REPO, "checkpoints/edgeface_xxs_q.pt"),
-            ),
-        ),
-        licence=_EDGEFACE_LICENCE,
-        source=_EDGEFACE_SOURCE,
-        input_size=(112, 112),
-        mean=127.5,
-        std=127.5,
-        aligner="arcface112",
-        embedding_dim=512,
-        thresholds=MappingProxyType({1e-2: 0.2053, 1e-3: 0.2777, 1e-4: 0.3433}),
-        flip_thresholds=MappingProxyType({1e-2: 0.2049, 1e-3: 0.2769, 1e-4: 0.3435}),
-        calibration=_CALIBRATION,
-        published_accuracy="LFW 99.57% (paper)",
-        converted="edgeface_xxs.onnx",
+    _edgeface(
+        "xxs",
+        "46be7cc7e8d6e23501c0627fe5fbef101922ee9b85ccbef476987ab1a320b053",
+        thresholds={1e-2: 0.2053, 1e-3: 0.2777, 1e-4: 0.3433},
+        flip_thresholds={1e-2: 0.2049, 1e-3: 0.2769, 1e-4: 0.3435},
+        published="LFW 99.57% (paper)",
     ),
 )
 
