@@ -99,6 +99,25 @@ outbox = sa.Table(
     sa.Column("created_at", sa.String(40), nullable=False),
     sqlite_autoincrement=True,  # a row id is the delivery's Idempotency-Key
 )
+# v3: the append-only, hash-chained audit ledger (see faceledger.ledger)
+ledger = sa.Table(
+    "ledger",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("at", sa.String(40), nullable=False),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("role", sa.Text, nullable=False),
+    sa.Column("action", sa.String(100), nullable=False, index=True),
+    sa.Column("purpose", sa.Text, nullable=True),
+    sa.Column("case_ref", sa.Text, nullable=True),
+    sa.Column("inputs", sa.Text, nullable=False),  # JSON list of sha256 hex
+    sa.Column("result", sa.Text, nullable=False),  # JSON
+    sa.Column("gallery", sa.Text, nullable=False),
+    sa.Column("model", sa.String(100), nullable=True),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False, unique=True),
+    sqlite_autoincrement=True,  # a seq is never reused, even after a deletion
+)
 
 
 def _v1(conn: Connection) -> None:
@@ -109,7 +128,18 @@ def _v2(conn: Connection) -> None:
     metadata.create_all(conn, tables=[events, outbox])
 
 
-MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_v1, _v2)
+def _v3(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[ledger])
+    if conn.dialect.name == "sqlite":
+        # Defence in depth: the hash chain detects tampering, these make it deliberate.
+        for verb in ("UPDATE", "DELETE"):
+            conn.exec_driver_sql(
+                f"CREATE TRIGGER ledger_no_{verb.lower()} BEFORE {verb} ON ledger "
+                "BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END"
+            )
+
+
+MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_v1, _v2, _v3)
 """MIGRATIONS[i] upgrades schema version i to i+1."""
 SCHEMA_VERSION = len(MIGRATIONS)
 
