@@ -23,8 +23,8 @@ import numpy as np
 import sqlalchemy as sa
 from PIL import Image
 
-from faceledger.errors import NotFoundError, StorageError
-from faceledger.gallery.store import Gallery, events, meta_table, subjects
+from faceledger.errors import NotFoundError
+from faceledger.gallery.store import Gallery, engine_with_schema, events, subjects
 
 if TYPE_CHECKING:
     from faceledger.video.scan import TrackDecision
@@ -49,19 +49,7 @@ def iso(moment: datetime) -> str:
 
 def engine_of(store: Gallery | sa.Engine) -> sa.Engine:
     """The engine of a gallery, checked to hold the events tables (schema v2 or later)."""
-    engine = store.engine if isinstance(store, Gallery) else store
-    try:
-        with engine.connect() as conn:
-            query = sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")
-            version = int(conn.execute(query).scalar() or 0)
-    except sa.exc.DatabaseError as exc:
-        raise StorageError(f"{engine.url}: not a faceledger gallery ({exc.orig})") from None
-    if version < EVENTS_SCHEMA:
-        raise StorageError(
-            f"{engine.url}: gallery schema v{version} has no events tables; "
-            "open it once with faceledger's Gallery to upgrade it"
-        )
-    return engine
+    return engine_with_schema(store, EVENTS_SCHEMA, "events tables")
 
 
 @dataclass(frozen=True)

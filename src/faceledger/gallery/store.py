@@ -435,3 +435,21 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
+
+
+def engine_with_schema(store: Gallery | sa.Engine, version: int, holding: str) -> sa.Engine:
+    """The engine of a gallery, checked to be at schema ``version`` or later (it holds
+    ``holding``, named in the error)."""
+    engine = store.engine if isinstance(store, Gallery) else store
+    try:
+        with engine.connect() as conn:
+            query = sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")
+            found = int(conn.execute(query).scalar() or 0)
+    except sa.exc.DatabaseError as exc:
+        raise StorageError(f"{engine.url}: not a faceledger gallery ({exc.orig})") from None
+    if found < version:
+        raise StorageError(
+            f"{engine.url}: gallery schema v{found} has no {holding}; "
+            "open it once with faceledger's Gallery to upgrade it"
+        )
+    return engine

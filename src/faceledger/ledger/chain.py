@@ -28,9 +28,8 @@ from typing import IO, Any
 import numpy as np
 import sqlalchemy as sa
 
-from faceledger.errors import StorageError
 from faceledger.events.store import Clock, iso, utc_now
-from faceledger.gallery.store import Gallery, ledger, meta_table
+from faceledger.gallery.store import Gallery, engine_with_schema, ledger
 
 LEDGER_SCHEMA = 3
 """The first gallery schema version that holds the ledger table."""
@@ -103,19 +102,7 @@ class VerifyReport:
 
 def ledger_engine(store: Gallery | sa.Engine) -> sa.Engine:
     """The engine of a gallery, checked to hold the ledger table (schema v3 or later)."""
-    engine = store.engine if isinstance(store, Gallery) else store
-    try:
-        with engine.connect() as conn:
-            query = sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")
-            version = int(conn.execute(query).scalar() or 0)
-    except sa.exc.DatabaseError as exc:
-        raise StorageError(f"{engine.url}: not a faceledger gallery ({exc.orig})") from None
-    if version < LEDGER_SCHEMA:
-        raise StorageError(
-            f"{engine.url}: gallery schema v{version} has no ledger; "
-            "open it once with faceledger's Gallery to upgrade it"
-        )
-    return engine
+    return engine_with_schema(store, LEDGER_SCHEMA, "ledger")
 
 
 def _summary(value: Any) -> Any:
