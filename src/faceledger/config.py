@@ -9,11 +9,12 @@ Values come from (highest first): keyword arguments / CLI flags, environment var
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import platformdirs
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BeforeValidator, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -25,6 +26,34 @@ from faceledger.errors import ConfigError
 from faceledger.models.catalog import PROFILES
 
 Strictness = Literal["lenient", "balanced", "strict"]
+
+
+def parse_duration(
+    text: str | float | timedelta | None, what: str = "duration"
+) -> timedelta | None:
+    """'90s', '30m', '12h', '7d' (or plain seconds) -> timedelta; None stays None."""
+    if text is None or isinstance(text, timedelta):
+        return text
+    text = str(text).strip()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    value, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    try:
+        seconds = float(value) * units[unit]
+    except ValueError:
+        raise ConfigError(f"{what} {text!r}: give a duration like 90s, 30m, 12h or 7d") from None
+    if not seconds > 0 or seconds == float("inf"):
+        raise ConfigError(f"{what} {text!r}: the duration must be positive and finite")
+    return timedelta(seconds=seconds)
+
+
+def _duration(value: Any) -> Any:
+    try:
+        return parse_duration(value)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
 
 
 def default_db() -> Path:
@@ -66,6 +95,16 @@ class Config(BaseSettings):
         None, gt=0.0, lt=1.0, description="detector score threshold (default: the model card's)"
     )
     top_k: int = Field(1, ge=1, le=100)
+    # retention (`faceledger retention run`); the audit ledger itself is always kept
+    keep_events: Duration = Field(
+        timedelta(days=365), description="delete events (and their reviews) older than this"
+    )
+    keep_evidence: Duration = Field(
+        timedelta(days=90), description="erase known subjects' face crops in events older than this"
+    )
+    keep_unknown: Duration | None = Field(
+        None, description="keep strangers' face crops this long (default: never stored)"
+    )
 
     @field_validator("profile")
     @classmethod

@@ -10,7 +10,6 @@ each result carries its own error and the caller decides the exit code.
 from __future__ import annotations
 
 import functools
-import hashlib
 import io
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from sqlalchemy.engine import Connection
 
 from faceledger.config import Config
 from faceledger.embed.base import Embedder, create_embedder
@@ -33,7 +33,7 @@ from faceledger.faces.detect.base import Detector, DetectorOptions, create_detec
 from faceledger.faces.quality import sharpness, size_gate
 from faceledger.gallery.matcher import Matcher
 from faceledger.gallery.store import Gallery, NewTemplate
-from faceledger.images import load_image
+from faceledger.images import ImageSource, load_image, sha256_of
 from faceledger.models.catalog import STRICTNESS_FMR, ModelCard, get_card, get_profile
 from faceledger.models.store import ModelStore
 from faceledger.types import (
@@ -57,6 +57,8 @@ class EnrollReport:
     enrolled: tuple[str, ...] = ()
     failures: tuple[tuple[str, str], ...] = ()
     """(source, reason) for every input that was not enrolled."""
+    digests: tuple[str, ...] = ()
+    """sha256 of each enrolled photo, in the order of ``enrolled``."""
 
 
 @dataclass(frozen=True)
@@ -138,8 +140,8 @@ class Engine:
 
     # ---- stages -------------------------------------------------------------------------
 
-    def read(self, path: Path) -> ImageArray:
-        return load_image(path, self.config.max_pixels, self.config.max_bytes)
+    def read(self, src: ImageSource) -> ImageArray:
+        return load_image(src, self.config.max_pixels, self.config.max_bytes)
 
     def detect(self, image: ImageArray, min_face: int | None = None) -> Faces:
         """Faces in an RGB image that pass the size gate, largest first."""
@@ -158,9 +160,9 @@ class Engine:
             vectors = vectors + self.embedder.embed(mirrored).vectors
         return Embeddings(vectors, self.model_id)
 
-    def analyze(self, path: Path, min_face: int | None = None) -> Analysis:
-        image = self.read(path)
-        return Analysis(str(path), image, self.detect(image, min_face))
+    def analyze(self, src: ImageSource, min_face: int | None = None) -> Analysis:
+        image = self.read(src)
+        return Analysis(str(src), image, self.detect(image, min_face))
 
     # ---- matching -----------------------------------------------------------------------
 
@@ -172,9 +174,9 @@ class Engine:
             self._matcher = Matcher.exact(vectors, names, self.threshold)
         return self._matcher
 
-    def identify(self, path: Path, top: int = 1) -> ImageResult:
+    def identify(self, src: ImageSource, top: int = 1) -> ImageResult:
         """Every face in one image with its open-set decision; raises InputError."""
-        found = self.analyze(path)
+        found = self.analyze(src)
         matches = self.matcher().match(self.embed(found.image, found.faces), top)
         return _image_result(found, matches)
 
@@ -195,7 +197,7 @@ class Engine:
                 continue
             yield _image_result(found, None), found
 
-    def verify(self, a: Path, b: Path) -> Verification:
+    def verify(self, a: ImageSource, b: ImageSource) -> Verification:
         """Compare the largest face of two images."""
         notes: list[str] = []
         picked: list[Analysis] = []
@@ -218,14 +220,18 @@ class Engine:
     def enroll(
         self,
         name: str,
-        paths: Sequence[Path],
+        paths: Sequence[ImageSource],
         legal_basis: str | None,
         *,
         largest: bool = False,
         all_or_nothing: bool = False,
         progress: Callable[[str], None] | None = None,
+        record: Callable[[Connection, EnrollReport], None] | None = None,
     ) -> EnrollReport:
-        """Enroll one subject from ``paths`` in one transaction; bad photos are reported."""
+        """Enroll one subject from ``paths`` in one transaction; bad photos are reported.
+
+        ``record(conn, report)`` runs inside that transaction before it commits (the audit
+        ledger entry), so the enrollment and its record land together or not at all."""
         self.gallery.require_model(self.model_id)
         if not legal_basis and not self.gallery.has_subject(name):
             raise ConfigError(
@@ -246,17 +252,25 @@ class Engine:
             if new:
                 failures.append((name, "nothing enrolled: another photo failed (--all-or-nothing)"))
             return EnrollReport(name, False, (), tuple(failures))
-        created = self.gallery.enroll(name, legal_basis, new)
-        self._matcher = None
-        return EnrollReport(name, created, tuple(done), tuple(failures))
+        reported = tuple(failures)
+        digests = tuple(t.source_sha256 for t in new)
 
-    def _template(self, path: Path, largest: bool) -> NewTemplate:
+        def within(conn: Connection, created: bool) -> None:
+            if record is not None:
+                record(conn, EnrollReport(name, created, tuple(done), reported, digests))
+
+        created = self.gallery.enroll(name, legal_basis, new, within)
+        self._matcher = None
+        return EnrollReport(name, created, tuple(done), reported, digests)
+
+    def _template(self, path: ImageSource, largest: bool) -> NewTemplate:
         found = self.analyze(path, self.config.min_enroll_face)
         if len(found.faces) == 0:
             raise NoFaceError(str(path), _no_face_reason(self.config.min_enroll_face))
         if len(found.faces) > 1 and not largest:
             raise AmbiguousFaceError(
-                str(path), f"{len(found.faces)} faces found; pass --largest to enroll the largest"
+                str(path),
+                f"{len(found.faces)} faces found; pass --largest (API: largest=true) to enroll the largest",
             )
         face = found.faces.largest()
         crops = self.aligner.align(found.image, face)
@@ -266,7 +280,7 @@ class Engine:
             embedding=vector,
             model_id=self.model_id,
             source_name=path.name,
-            source_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+            source_sha256=sha256_of(path),
             quality=float(sharpness(crops)[0]),
             det_score=float(face.scores[0]),
             crop_png=_png(canon[0]),

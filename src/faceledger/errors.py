@@ -11,6 +11,7 @@
     |   +-- NoFaceError              the image decoded but holds no usable face
     |   +-- AmbiguousFaceError       several faces where exactly one was needed
     +-- NotFoundError                a named subject (or other record) does not exist
+    +-- ConflictError                the request clashes with a record's state (reviewed twice)
     +-- StorageError                 the gallery database cannot be used
         +-- ModelMismatchError       the gallery was enrolled with another embedder
 
@@ -62,6 +63,10 @@ class NotFoundError(FaceledgerError):
     """A named subject or record does not exist."""
 
 
+class ConflictError(FaceledgerError):
+    """The request clashes with the state of a record (e.g. an event already decided)."""
+
+
 class StorageError(FaceledgerError):
     """The gallery database is unusable (not ours, corrupt, locked, newer schema)."""
 
@@ -74,6 +79,7 @@ __all__ = [
     "AmbiguousFaceError",
     "ChecksumError",
     "ConfigError",
+    "ConflictError",
     "FaceledgerError",
     "InputError",
     "ModelError",

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import warnings
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,20 +20,49 @@ IMAGE_SUFFIXES = frozenset(
 )
 
 
-def load_image(path: Path, max_pixels: int, max_bytes: int) -> ImageArray:
-    """Decode ``path`` to an upright RGB uint8 array or raise InputError naming why."""
-    name = str(path)
-    if not path.exists():
-        raise InputError(name, "no such file")
-    if path.is_dir():
-        raise InputError(name, "is a folder, not an image file")
-    size = path.stat().st_size
+@dataclass(frozen=True)
+class Blob:
+    """An image held in memory (an upload), named for messages."""
+
+    name: str
+    data: bytes = field(repr=False)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+ImageSource = Path | Blob
+"""Where an image comes from: a file, or bytes in memory."""
+
+
+def sha256_of(src: ImageSource) -> str:
+    """Hex sha256 of the image's bytes (what the ledger records instead of the image)."""
+    if isinstance(src, Blob):
+        return hashlib.sha256(src.data).hexdigest()
+    digest = hashlib.sha256()
+    with src.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_image(src: ImageSource, max_pixels: int, max_bytes: int) -> ImageArray:
+    """Decode ``src`` to an upright RGB uint8 array or raise InputError naming why."""
+    name = str(src)
+    if isinstance(src, Blob):
+        size = len(src.data)
+    else:
+        if not src.exists():
+            raise InputError(name, "no such file")
+        if src.is_dir():
+            raise InputError(name, "is a folder, not an image file")
+        size = src.stat().st_size
     if size == 0:
         raise InputError(name, "empty file (0 bytes)")
     if size > max_bytes:
         raise InputError(name, f"file is {size:,} bytes, over the limit of {max_bytes:,}")
     try:
-        with Image.open(path) as img:
+        with Image.open(io.BytesIO(src.data) if isinstance(src, Blob) else src) as img:
             w, h = img.size
             if w * h > max_pixels:
                 raise InputError(

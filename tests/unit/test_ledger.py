@@ -347,7 +347,7 @@ def test_v2_gallery_upgrades_to_v3_keeping_its_data(
     monkeypatch.undo()
 
     with Gallery(path) as g:
-        assert schema_version(path) == str(gallery_store.SCHEMA_VERSION) == "3"
+        assert schema_version(path) == str(gallery_store.SCHEMA_VERSION) == "4"
         assert [s.name for s in g.subjects()] == ["ada"]
         ledger = Ledger(g)
         assert ledger.append("alice", "admin", "enroll", result={"subject": "ada"}).seq == 1

@@ -26,6 +26,7 @@ from rich.table import Table
 from faceledger.cli import render
 from faceledger.cli.common import Db, Offline, Profile, Strictness, app, handle_errors, make_config
 from faceledger.cli.render import err, out
+from faceledger.config import Config, parse_duration
 from faceledger.engine import Engine
 from faceledger.errors import ConfigError, InputError
 from faceledger.events import Dispatcher, EventStore, JsonlSink, Sink, StdoutSink, WebhookSink
@@ -51,21 +52,9 @@ Best = Annotated[
 ]
 
 
-def parse_duration(text: str | None) -> timedelta | None:
-    """'90s', '30m', '12h', '7d' (or plain seconds) -> timedelta."""
-    if text is None:
-        return None
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    value, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
-    try:
-        seconds = float(value) * units[unit]
-    except ValueError:
-        raise ConfigError(
-            f"--keep-unknown {text!r}: give a duration like 90s, 30m, 12h or 7d"
-        ) from None
-    if seconds <= 0:
-        raise ConfigError(f"--keep-unknown {text!r}: the duration must be positive")
-    return timedelta(seconds=seconds)
+def parse_keep(text: str | None, config: Config) -> timedelta | None:
+    """--keep-unknown, or the configured ``keep_unknown`` (default: None, not stored)."""
+    return parse_duration(text, "--keep-unknown") or config.keep_unknown
 
 
 def fmt_t(seconds: float) -> str:
@@ -139,12 +128,12 @@ def scan(
     known subjects only, unless --keep-unknown). Example:
     faceledger scan clip.mp4 --profile fast --json events.jsonl
     """
-    keep = parse_duration(keep_unknown)
     failures: list[tuple[str, str]] = []
     with (
         Engine(make_config(profile, db, strictness, offline)) as engine,
         jsonl_writer(json_file) as handle,
     ):
+        keep = parse_keep(keep_unknown, engine.config)
         engine.load()
         engine.matcher()
         store = EventStore(engine.gallery)
@@ -238,11 +227,11 @@ def watch(
     oldest frames are dropped (counted in the health line). Events go to stdout as JSON
     lines and, with --jsonl, to a file. Stopping flushes every decided event.
     """
-    keep = parse_duration(keep_unknown)
     source = LiveSource(url, give_up_after=give_up_after)
     stop = _stop_on_signals(source)
     failed = False
     with Engine(make_config(profile, db, strictness, offline)) as engine:
+        keep = parse_keep(keep_unknown, engine.config)
         engine.load()
         engine.matcher()
         store = EventStore(engine.gallery)

@@ -25,6 +25,7 @@ from PIL import Image
 
 from faceledger.errors import NotFoundError
 from faceledger.gallery.store import Gallery, engine_with_schema, events, subjects
+from faceledger.gallery.watchlists import reviews_needed
 
 if TYPE_CHECKING:
     from faceledger.video.scan import TrackDecision
@@ -32,8 +33,9 @@ if TYPE_CHECKING:
 Clock = Callable[[], datetime]
 """Returns the current time, timezone-aware (UTC)."""
 
-EVENTS_SCHEMA = 2
-"""The first gallery schema version that holds the events and outbox tables."""
+EVENTS_SCHEMA = 4
+"""The gallery schema version whose events table this module writes (v2 made the table,
+v4 added the review columns)."""
 
 
 def utc_now() -> datetime:
@@ -73,6 +75,9 @@ class EventRecord:
     status: str
     has_crop: bool
     expires_at: str | None
+    review: str | None = None
+    """None (no review asked), pending, confirmed or rejected."""
+    reviews_needed: int = 0
     crop_png: bytes | None = field(default=None, repr=False)
 
     @property
@@ -98,6 +103,8 @@ class EventRecord:
             "status": self.status,
             "has_crop": self.has_crop,
             "expires_at": self.expires_at,
+            "review": self.review,
+            "reviews_needed": self.reviews_needed,
         }
 
 
@@ -119,6 +126,8 @@ _COLUMNS = (
     events.c.status,
     events.c.best_crop_png.is_not(None).label("has_crop"),
     events.c.expires_at,
+    events.c.review,
+    events.c.reviews_needed,
 )
 
 
@@ -143,6 +152,7 @@ class EventStore:
         stamp = self.clock()
         crop: bytes | None = None
         expires_at: str | None = None
+        needed = 0
         with self.engine.begin() as conn:
             subject_id = None
             if match.subject is not None:
@@ -152,6 +162,8 @@ class EventStore:
                 # A subject removed meanwhile leaves no crop behind, as Gallery.remove does.
                 if subject_id is not None and decision.best_crop is not None:
                     crop = _png(decision.best_crop)
+                if subject_id is not None:
+                    needed = reviews_needed(conn, subject_id)
             elif keep_unknown is not None and decision.best_crop is not None:
                 crop = _png(decision.best_crop)
                 expires_at = iso(stamp + keep_unknown)
@@ -173,19 +185,28 @@ class EventStore:
                     status="decided",
                     best_crop_png=crop,
                     expires_at=expires_at,
+                    review="pending" if needed else None,
+                    reviews_needed=needed,
                 )
             )
             return int(inserted.inserted_primary_key[0])  # type: ignore[index]
 
     def list(
         self,
+        *,
         source: str | None = None,
         subject: str | None = None,
         since: datetime | None = None,
         limit: int = 100,
+        review: str | None = None,
+        camera: str | None = None,
     ) -> builtins.list[EventRecord]:
         """The newest ``limit`` events (newest first), optionally filtered; no crops loaded."""
         query = sa.select(*_COLUMNS).order_by(events.c.id.desc()).limit(limit)
+        if review is not None:
+            query = query.where(events.c.review == review)
+        if camera is not None:
+            query = query.where(events.c.camera == camera)
         if source is not None:
             query = query.where(events.c.source == source)
         if subject is not None:

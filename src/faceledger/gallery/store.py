@@ -8,6 +8,7 @@ re-embedding of the whole gallery) is one transaction: on any error nothing is w
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -84,6 +85,10 @@ events = sa.Table(
     sa.Column("status", sa.String(20), nullable=False),
     sa.Column("best_crop_png", sa.LargeBinary, nullable=True),
     sa.Column("expires_at", sa.String(40), nullable=True, index=True),
+    # v4: human review. review: NULL (none asked), pending, confirmed or rejected;
+    # reviews_needed: distinct confirmations required (2 on a two-person watch list)
+    sa.Column("review", sa.String(20), nullable=True, index=True),
+    sa.Column("reviews_needed", sa.Integer, nullable=False, server_default="0"),
     sqlite_autoincrement=True,  # ids are handed out (webhooks): never reuse one
 )
 outbox = sa.Table(
@@ -120,6 +125,60 @@ ledger = sa.Table(
 )
 
 
+# v4: the service: API keys, watch lists (with their review rules) and human reviews
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("prefix", sa.String(20), nullable=False, unique=True),
+    sa.Column("secret_sha256", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("revoked_at", sa.String(40), nullable=True),
+    sqlite_autoincrement=True,
+)
+watchlists = sa.Table(
+    "watchlists",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("review", sa.Boolean, nullable=False),
+    sa.Column("two_person", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.String(40), nullable=False),
+)
+watchlist_members = sa.Table(
+    "watchlist_members",
+    metadata,
+    sa.Column(
+        "watchlist_id",
+        sa.Integer,
+        sa.ForeignKey("watchlists.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column(
+        "subject_id", sa.Integer, sa.ForeignKey("subjects.id", ondelete="CASCADE"), primary_key=True
+    ),
+)
+reviews = sa.Table(
+    "reviews",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "event_id",
+        sa.Integer,
+        sa.ForeignKey("events.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("reviewer", sa.Text, nullable=False),
+    sa.Column("decision", sa.String(10), nullable=False),
+    sa.Column("comment", sa.Text, nullable=True),
+    sa.Column("at", sa.String(40), nullable=False),
+)
+
+
 def _v1(conn: Connection) -> None:
     metadata.create_all(conn, tables=[meta_table, subjects, templates])
 
@@ -139,9 +198,40 @@ def _v3(conn: Connection) -> None:
             )
 
 
-MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_v1, _v2, _v3)
+def _v4(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[api_keys, watchlists, watchlist_members, reviews])
+    have = {c["name"] for c in sa.inspect(conn).get_columns("events")}
+    for column in ("review", "reviews_needed"):
+        if column not in have:  # galleries created before v4 (new ones get them in _v2)
+            kind = "VARCHAR(20)" if column == "review" else "INTEGER NOT NULL DEFAULT 0"
+            conn.exec_driver_sql(f"ALTER TABLE events ADD COLUMN {column} {kind}")
+
+
+MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_v1, _v2, _v3, _v4)
 """MIGRATIONS[i] upgrades schema version i to i+1."""
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+@contextlib.contextmanager
+def write_txn(engine: sa.Engine) -> Iterator[Connection]:
+    """One write transaction that holds the write lock from its start (SQLite: BEGIN
+    IMMEDIATE), so what it reads cannot change before it writes; commits or rolls back."""
+    with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.begin()
+        try:
+            yield conn
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+
+
+Within = Callable[[Connection, bool], None]
+"""Called inside a write's transaction, before it commits (e.g. to append the ledger
+entry that records it, so the write and its record land together or not at all)."""
 
 
 def now() -> str:
@@ -179,6 +269,16 @@ class TemplateInfo:
     quality: float
     legal_basis: str
     created_at: str
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """What removing a subject erased (for its ledger entry: counts and hashes only)."""
+
+    name: str
+    templates: int
+    evidence_crops: int
+    source_sha256: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -271,8 +371,16 @@ class Gallery:
 
     # ---- writes -------------------------------------------------------------------------
 
-    def enroll(self, name: str, legal_basis: str | None, new: Sequence[NewTemplate]) -> bool:
-        """Add ``new`` templates to subject ``name`` in one transaction; True if created."""
+    def enroll(
+        self,
+        name: str,
+        legal_basis: str | None,
+        new: Sequence[NewTemplate],
+        within: Within | None = None,
+    ) -> bool:
+        """Add ``new`` templates to subject ``name`` in one transaction; True if created.
+
+        ``within(conn, created)`` runs inside that transaction, before it commits."""
         if not new:
             raise StorageError(f"no templates to enroll for {name!r}")
         model_ids = sorted({t.model_id for t in new})
@@ -283,7 +391,7 @@ class Gallery:
             )
         self.require_model(model_ids[0])
         stamp = now()
-        with self.engine.begin() as conn:
+        with write_txn(self.engine) as conn:
             row = conn.execute(
                 sa.select(subjects.c.id, subjects.c.legal_basis).where(subjects.c.name == name)
             ).first()
@@ -320,25 +428,40 @@ class Gallery:
                     for t in new
                 ],
             )
+            if within is not None:
+                within(conn, created)
         return created
 
-    def remove(self, name: str) -> int:
-        """Delete a subject with all its templates and crops; returns templates removed.
+    def remove(self, name: str, within: Callable[[Connection, Erasure], None] | None = None) -> int:
+        """Erase a subject: its templates, their crops, the evidence crops of its events and
+        its watch-list memberships, in one transaction; returns templates removed.
 
         Its events stay (name, scores: the record of what was decided) with ``subject_id``
-        set NULL by the foreign key, but their face crops are erased with the subject.
+        set NULL by the foreign key. ``within(conn, erasure)`` runs before the commit.
         """
-        with self.engine.begin() as conn:
+        with write_txn(self.engine) as conn:
             subject_id = conn.execute(
                 sa.select(subjects.c.id).where(subjects.c.name == name)
             ).scalar()
             if subject_id is None:
                 raise NotFoundError(f"no subject named {name!r} in {self.path}")
-            conn.execute(
-                events.update().where(events.c.subject_id == subject_id).values(best_crop_png=None)
+            digests = tuple(
+                conn.execute(
+                    sa.select(templates.c.source_sha256)
+                    .where(templates.c.subject_id == subject_id)
+                    .order_by(templates.c.id)
+                ).scalars()
+            )
+            crops = conn.execute(
+                events.update()
+                .where(events.c.subject_id == subject_id)
+                .where(events.c.best_crop_png.is_not(None))
+                .values(best_crop_png=None)
             )
             removed = conn.execute(templates.delete().where(templates.c.subject_id == subject_id))
             conn.execute(subjects.delete().where(subjects.c.id == subject_id))
+            if within is not None:
+                within(conn, Erasure(name, int(removed.rowcount), int(crops.rowcount), digests))
             return int(removed.rowcount)
 
     def replace_embeddings(self, model_id: str, vectors: dict[int, np.ndarray]) -> None:

@@ -29,7 +29,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from faceledger.events.store import Clock, iso, utc_now
-from faceledger.gallery.store import Gallery, engine_with_schema, ledger
+from faceledger.gallery.store import Gallery, engine_with_schema, ledger, write_txn
 
 LEDGER_SCHEMA = 3
 """The first gallery schema version that holds the ledger table."""
@@ -181,39 +181,62 @@ class Ledger:
         result: Any = None,
         model: str | None = None,
     ) -> LedgerEntry:
-        """Add one entry, chained to the last one, in one write transaction."""
+        """Add one entry, chained to the last one, in its own write transaction."""
+        with write_txn(self.engine) as conn:
+            return self.append_in(
+                conn,
+                actor,
+                role,
+                action,
+                purpose=purpose,
+                case_ref=case_ref,
+                inputs=inputs,
+                result=result,
+                model=model,
+            )
+
+    def append_in(
+        self,
+        conn: sa.Connection,
+        actor: str,
+        role: str,
+        action: str,
+        *,
+        purpose: str | None = None,
+        case_ref: str | None = None,
+        inputs: Iterable[str] = (),
+        result: Any = None,
+        model: str | None = None,
+    ) -> LedgerEntry:
+        """Add one entry inside the caller's write transaction (see ``write_txn``: it must
+        hold the write lock before this reads the head), so that a change and its record
+        commit together."""
         for name, text in (("actor", actor), ("role", role), ("action", action)):
             if not isinstance(text, str) or not text:
                 raise ValueError(f"a ledger entry needs a non-empty {name}")
         digests = _inputs(inputs)
         summary = _summary(result)
-        with self.engine.connect() as conn:
-            # Take the write lock before reading the head: two writers cannot both chain
-            # onto the same entry (a deferred transaction would only lock at the INSERT).
-            if conn.dialect.name == "sqlite":
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-            last = conn.execute(
-                sa.select(ledger.c.hash).order_by(ledger.c.seq.desc()).limit(1)
-            ).scalar()
-            seq = self._next_seq(conn)
-            fields: dict[str, Any] = {
-                "seq": seq,
-                "at": iso(self.clock()),
-                "actor": actor,
-                "role": role,
-                "action": action,
-                "purpose": purpose,
-                "case_ref": case_ref,
-                "inputs": digests,
-                "result": summary,
-                "gallery": self.gallery,
-                "model": model,
-                "prev_hash": last or GENESIS,
-            }
-            digest = entry_hash(fields)
-            row = {**fields, "inputs": _json(digests), "result": _json(summary), "hash": digest}
-            conn.execute(ledger.insert().values(**row))
-            conn.commit()
+        last = conn.execute(
+            sa.select(ledger.c.hash).order_by(ledger.c.seq.desc()).limit(1)
+        ).scalar()
+        seq = self._next_seq(conn)
+        fields: dict[str, Any] = {
+            "seq": seq,
+            "at": iso(self.clock()),
+            "actor": actor,
+            "role": role,
+            "action": action,
+            "purpose": purpose,
+            "case_ref": case_ref,
+            "inputs": digests,
+            "result": summary,
+            "gallery": self.gallery,
+            "model": model,
+            "prev_hash": last or GENESIS,
+        }
+        digest = entry_hash(fields)
+        row = {**fields, "inputs": _json(digests), "result": _json(summary), "hash": digest}
+        conn.execute(ledger.insert().values(**row))
         return LedgerEntry(**{**fields, "inputs": tuple(digests), "hash": digest})
 
     @staticmethod
