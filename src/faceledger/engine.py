@@ -270,7 +270,8 @@ class Engine:
         if len(found.faces) > 1 and not largest:
             raise AmbiguousFaceError(
                 str(path),
-                f"{len(found.faces)} faces found; pass --largest (API: largest=true) to enroll the largest",
+                f"{len(found.faces)} faces found; pass --largest (API: largest=true) "
+                "to enroll the largest",
             )
         face = found.faces.largest()
         crops = self.aligner.align(found.image, face)
