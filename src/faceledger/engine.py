@@ -100,6 +100,7 @@ class Engine:
         """What the gallery's templates are stamped with: flip vectors never mix with plain."""
         self._gallery: Gallery | None = None
         self._matcher: Matcher | None = None
+        self._revision = -1
 
     @functools.cached_property
     def threshold(self) -> Threshold:
@@ -167,7 +168,11 @@ class Engine:
     # ---- matching -----------------------------------------------------------------------
 
     def matcher(self) -> Matcher:
-        if self._matcher is None:
+        """The matcher over the gallery's templates, rebuilt when they changed (here or by
+        another process: a server sees the CLI's enrollments)."""
+        revision = self.gallery.revision()
+        if self._matcher is None or revision != self._revision:
+            self._revision = revision
             vectors, names = self.gallery.vectors(self.model_id)
             if len(names) == 0:
                 vectors = np.zeros((0, self.embedder_card.embedding_dim), np.float32)

@@ -20,7 +20,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from faceledger.errors import ModelMismatchError, NotFoundError, StorageError
+from faceledger.errors import ConflictError, ModelMismatchError, NotFoundError, StorageError
 
 APP_ID = "faceledger-gallery"
 metadata = sa.MetaData()
@@ -428,6 +428,7 @@ class Gallery:
                     for t in new
                 ],
             )
+            self._bump(conn)
             if within is not None:
                 within(conn, created)
         return created
@@ -460,13 +461,74 @@ class Gallery:
             )
             removed = conn.execute(templates.delete().where(templates.c.subject_id == subject_id))
             conn.execute(subjects.delete().where(subjects.c.id == subject_id))
+            self._bump(conn)
             if within is not None:
                 within(conn, Erasure(name, int(removed.rowcount), int(crops.rowcount), digests))
             return int(removed.rowcount)
 
+    def create_subject(
+        self, name: str, legal_basis: str, within: Within | None = None
+    ) -> SubjectInfo:
+        """A subject with no templates yet (the API enrolls photos into it afterwards)."""
+        name, legal_basis = name.strip(), legal_basis.strip()
+        if not name or not legal_basis:
+            raise StorageError("a subject needs a name and the legal basis for enrolling them")
+        stamp = now()
+        with write_txn(self.engine) as conn:
+            taken = conn.execute(sa.select(subjects.c.id).where(subjects.c.name == name)).first()
+            if taken is not None:
+                raise ConflictError(f"a subject named {name!r} exists already in {self.path}")
+            conn.execute(
+                subjects.insert().values(name=name, legal_basis=legal_basis, created_at=stamp)
+            )
+            if within is not None:
+                within(conn, True)
+        return SubjectInfo(name, legal_basis, stamp, 0, ())
+
+    def remove_template(
+        self,
+        name: str,
+        template_id: int,
+        within: Callable[[Connection, Erasure], None] | None = None,
+    ) -> Erasure:
+        """Delete one template (and its crop) of subject ``name``."""
+        with write_txn(self.engine) as conn:
+            row = conn.execute(
+                sa.select(templates.c.id, templates.c.source_sha256)
+                .join(subjects)
+                .where(subjects.c.name == name)
+                .where(templates.c.id == template_id)
+            ).first()
+            if row is None:
+                raise NotFoundError(
+                    f"subject {name!r} has no template {template_id} in {self.path}"
+                )
+            conn.execute(templates.delete().where(templates.c.id == template_id))
+            self._bump(conn)
+            erasure = Erasure(name, 1, 0, (row.source_sha256,))
+            if within is not None:
+                within(conn, erasure)
+        return erasure
+
+    def revision(self) -> int:
+        """A number that changes whenever templates change (in any process)."""
+        query = sa.select(meta_table.c.value).where(meta_table.c.key == "templates_revision")
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar() or 0)
+
+    @staticmethod
+    def _bump(conn: Connection) -> None:
+        key = meta_table.c.key == "templates_revision"
+        current = conn.execute(sa.select(meta_table.c.value).where(key)).scalar()
+        if current is None:
+            conn.execute(meta_table.insert().values(key="templates_revision", value="1"))
+        else:
+            conn.execute(meta_table.update().where(key).values(value=str(int(current) + 1)))
+
     def replace_embeddings(self, model_id: str, vectors: dict[int, np.ndarray]) -> None:
         """Swap every template's embedding for one of ``model_id`` (one transaction)."""
-        with self.engine.begin() as conn:
+        with write_txn(self.engine) as conn:
+            self._bump(conn)
             ids = set(conn.execute(sa.select(templates.c.id)).scalars())
             if ids != set(vectors):
                 raise StorageError(f"{self.path}: templates changed during re-embedding; retry")
