@@ -95,6 +95,15 @@ class Config(BaseSettings):
         None, gt=0.0, lt=1.0, description="detector score threshold (default: the model card's)"
     )
     top_k: int = Field(1, ge=1, le=100)
+    # the REST service (`faceledger serve`)
+    host: str = Field("127.0.0.1", description="address `serve` binds to (only this machine)")
+    port: int = Field(8765, ge=1, le=65535, description="port `serve` listens on")
+    max_upload: int = Field(
+        20_000_000, gt=0, description="largest request body the API accepts (bytes)"
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="browser origins allowed to call the API (none)"
+    )
     # retention (`faceledger retention run`); the audit ledger itself is always kept
     keep_events: Duration = Field(
         timedelta(days=365), description="delete events (and their reviews) older than this"

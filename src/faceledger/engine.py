@@ -193,6 +193,10 @@ class Engine:
             except InputError as exc:
                 yield ImageResult(str(path), error=exc.reason)
 
+    def locate(self, src: ImageSource) -> ImageResult:
+        """The faces of one image, nobody identified; raises InputError."""
+        return _image_result(self.analyze(src), None)
+
     def detect_many(self, paths: Iterable[Path]) -> Iterator[tuple[ImageResult, Analysis | None]]:
         for path in paths:
             try:

@@ -1,0 +1,89 @@
+"""The FastAPI application: routers, error mapping, limits, metrics, CORS (closed)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+
+from faceledger import __version__
+from faceledger.api import admin, audit, errors, events, search, subjects
+from faceledger.api.service import Service
+from faceledger.config import Config
+from faceledger.engine import Engine
+
+DESCRIPTION = """Accountable face recognition over HTTP.
+
+Every endpoint needs an API key in the `X-API-Key` header (make one with
+`faceledger keys create --role ROLE --name WHO`). Roles: `admin` (keys, watch lists,
+retention), `enroller` (subjects, templates), `operator` (identify, verify, detect, events),
+`reviewer` (events, review), `auditor` (the audit ledger). Every search, enrollment,
+deletion, review and key change is written to a hash-chained audit ledger.
+"""
+
+
+def create_app(config: Config, engine: Engine | None = None, *, load: bool = True) -> FastAPI:
+    """The API over ``config``'s gallery; ``engine`` may be shared (tests), ``load`` loads
+    the models at start-up rather than on the first request."""
+    svc = Service.open(config, engine)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if load:
+            svc.engine.load()
+            svc.engine.matcher()
+        yield
+        if engine is None:
+            svc.close()
+
+    app = FastAPI(
+        title="faceledger",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.service = svc
+    errors.install(app)
+    for module in (search, subjects, events, audit, admin):
+        app.include_router(module.router)
+    if config.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=config.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["X-API-Key", "Content-Type"],
+        )
+    _limit_and_measure(app, svc)
+    return app
+
+
+def _limit_and_measure(app: FastAPI, svc: Service) -> None:
+    limit = svc.config.max_upload + 64 * 1024  # room for the multipart framing
+
+    @app.middleware("http")
+    async def guard(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return JSONResponse(
+                errors.body("PayloadTooLarge", f"request body over the limit of {limit:,} bytes"),
+                413,
+            )
+        started = time.perf_counter()
+        svc.metrics.in_flight.inc()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            svc.metrics.in_flight.dec()
+            route = request.scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            svc.metrics.requests.labels(request.method, path, str(status)).inc()
+            svc.metrics.latency.labels(path).observe(time.perf_counter() - started)

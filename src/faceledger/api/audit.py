@@ -1,0 +1,94 @@
+"""The audit ledger, for auditors: list, export (JSON lines), verify the chain."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+from faceledger.access import ApiKey, Permission
+from faceledger.api.auth import require, service
+
+router = APIRouter(prefix="/v1/audit", tags=["audit"])
+Auditor = Annotated[ApiKey, Depends(require(Permission.audit_read))]
+SHA256 = r"^[0-9a-f]{64}$"
+
+
+class Entry(BaseModel):
+    seq: int
+    at: str
+    actor: str
+    role: str
+    action: str
+    purpose: str | None
+    case_ref: str | None
+    inputs: list[str]
+    result: Any
+    gallery: str
+    model: str | None
+    prev_hash: str
+    hash: str
+
+
+class Verified(BaseModel):
+    ok: bool
+    entries: int
+    first_bad: int | None
+    reason: str
+    head: str
+
+
+@router.get("", response_model=list[Entry])
+def list_entries(
+    request: Request,
+    key: Auditor,
+    action: Annotated[str | None, Query(max_length=100)] = None,
+    actor: Annotated[str | None, Query(max_length=200)] = None,
+    since: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+) -> Any:
+    """Entries oldest first, optionally filtered."""
+    found = service(request).ledger.entries(since, action, actor, limit)
+    return [Entry(**e.as_json()) for e in found]
+
+
+@router.get(
+    "/export",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/x-ndjson": {}}, "description": "JSON lines"}},
+)
+def export(request: Request, key: Auditor) -> StreamingResponse:
+    """Every entry as one JSON line, hashes included, for a regulator to check."""
+    ledger = service(request).ledger
+
+    def lines() -> Iterator[str]:
+        for entry in ledger.entries():
+            yield json.dumps(entry.as_json(), sort_keys=True, ensure_ascii=False) + "\n"
+
+    headers = {"Content-Disposition": 'attachment; filename="faceledger-audit.jsonl"'}
+    return StreamingResponse(lines(), media_type="application/x-ndjson", headers=headers)
+
+
+@router.get("/verify", response_model=Verified)
+def verify(
+    request: Request,
+    key: Auditor,
+    expected_head: Annotated[
+        str | None, Query(pattern=SHA256, description="a head noted earlier (detects truncation)")
+    ] = None,
+) -> Any:
+    """Recompute every hash and link; names the first bad entry."""
+    ledger = service(request).ledger
+    report = ledger.verify(expected_head)
+    return Verified(
+        ok=report.ok,
+        entries=report.entries,
+        first_bad=report.first_bad,
+        reason=report.reason,
+        head=ledger.head(),
+    )

@@ -1,0 +1,49 @@
+"""API keys in the ``X-API-Key`` header, checked against the role's permissions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import Request, Security
+from fastapi.security import APIKeyHeader
+
+from faceledger.access import ApiKey, Permission, allowed
+from faceledger.api.errors import ApiError
+from faceledger.api.service import Service
+from faceledger.ledger.audit import Actor
+
+HEADER = "X-API-Key"
+_header = APIKeyHeader(
+    name=HEADER,
+    auto_error=False,
+    description="a key made with: faceledger keys create --role ROLE --name WHO",
+)
+
+
+def service(request: Request) -> Service:
+    svc: Service = request.app.state.service
+    return svc
+
+
+def require(permission: Permission) -> Callable[..., ApiKey]:
+    """A dependency: the caller's key, if it may use ``permission`` (401/403 otherwise)."""
+
+    def check(request: Request, token: str | None = Security(_header)) -> ApiKey:
+        if not token:
+            raise ApiError(401, "Unauthorized", f"send an API key in the {HEADER} header")
+        key = service(request).keys.authenticate(token)
+        if key is None:
+            raise ApiError(401, "Unauthorized", "unknown or revoked API key")
+        if not allowed(key.role, permission):
+            raise ApiError(
+                403,
+                "Forbidden",
+                f"role {key.role.value} may not use {permission.value} (key {key.id})",
+            )
+        return key
+
+    return check
+
+
+def actor(key: ApiKey) -> Actor:
+    return Actor(key.name, key.role.value)

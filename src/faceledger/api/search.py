@@ -1,0 +1,177 @@
+"""identify, verify, detect: each answer written to the audit ledger before it is sent."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from pydantic import BaseModel
+
+from faceledger.access import ApiKey, Permission
+from faceledger.api.auth import actor, require, service
+from faceledger.api.uploads import read_upload
+from faceledger.errors import InputError
+from faceledger.images import sha256_of
+from faceledger.ledger.audit import identify_summary, verify_summary
+from faceledger.types import ImageResult
+
+router = APIRouter(prefix="/v1", tags=["search"])
+Operator = Annotated[ApiKey, Depends(require(Permission.search))]
+
+Purpose = Annotated[
+    str,
+    Form(
+        min_length=3,
+        max_length=500,
+        description="why this search is made (recorded in the audit ledger)",
+    ),
+]
+CaseRef = Annotated[
+    str | None, Form(max_length=200, description="case or ticket reference (recorded)")
+]
+
+
+class Candidate(BaseModel):
+    subject: str
+    score: float
+
+
+class Face(BaseModel):
+    box: list[float]
+    det_score: float
+    subject: str | None = None
+    score: float | None = None
+    threshold: float | None = None
+    threshold_fmr: float | None = None
+    candidates: list[Candidate] = []
+    landmarks: list[list[float]] | None = None
+
+
+class ImageAnswer(BaseModel):
+    image: str
+    image_sha256: str
+    faces: list[Face]
+    ledger_seq: int
+
+
+class VerifyAnswer(BaseModel):
+    images: list[str]
+    score: float
+    threshold: float
+    threshold_fmr: float
+    same: bool
+    notes: list[str]
+    ledger_seq: int
+
+
+def _faces(result: ImageResult) -> list[Face]:
+    return [Face(**f.to_dict()) for f in result.faces]
+
+
+@router.post("/identify", response_model=ImageAnswer)
+def identify(
+    request: Request,
+    key: Operator,
+    image: Annotated[UploadFile, File(description="the photo to search")],
+    purpose: Purpose,
+    case_ref: CaseRef = None,
+    top: Annotated[int, Form(ge=1, le=20, description="candidates per face")] = 1,
+) -> Any:
+    """Who is in this photo? Every face gets a subject or ``null`` (unknown), with its score
+    and the calibrated threshold. Requires a ``purpose``; the search is recorded."""
+    svc = service(request)
+    blob = read_upload(image, svc.config.max_upload, "image")
+    digest = sha256_of(blob)
+    try:
+        with svc.inference() as engine:
+            result = engine.identify(blob, top)
+    except InputError as exc:
+        result = ImageResult(blob.name, error=exc.reason)
+        _record(svc, key, "identify", [digest], identify_summary(result), purpose, case_ref)
+        raise
+    entry = _record(svc, key, "identify", [digest], identify_summary(result), purpose, case_ref)
+    known = sum(1 for f in result.faces if f.match is not None and f.match.known)
+    svc.metrics.faces.inc(len(result.faces))
+    svc.metrics.matches.inc(known)
+    svc.metrics.unknowns.inc(len(result.faces) - known)
+    return ImageAnswer(
+        image=blob.name, image_sha256=digest, faces=_faces(result), ledger_seq=entry.seq
+    )
+
+
+@router.post("/verify", response_model=VerifyAnswer)
+def verify(
+    request: Request,
+    key: Operator,
+    image_a: Annotated[UploadFile, File(description="first photo")],
+    image_b: Annotated[UploadFile, File(description="second photo")],
+    purpose: Purpose,
+    case_ref: CaseRef = None,
+) -> Any:
+    """Are the main (largest) faces of two photos the same person? Recorded with its
+    purpose."""
+    svc = service(request)
+    a = read_upload(image_a, svc.config.max_upload, "image_a")
+    b = read_upload(image_b, svc.config.max_upload, "image_b")
+    digests = [sha256_of(a), sha256_of(b)]
+    try:
+        with svc.inference() as engine:
+            result = engine.verify(a, b)
+    except InputError as exc:
+        _record(svc, key, "verify", digests, {"error": str(exc)}, purpose, case_ref)
+        raise
+    entry = _record(svc, key, "verify", digests, verify_summary(result), purpose, case_ref)
+    return VerifyAnswer(
+        images=[a.name, b.name],
+        score=round(result.score, 4),
+        threshold=round(result.threshold.value, 4),
+        threshold_fmr=result.threshold.fmr,
+        same=result.same,
+        notes=list(result.notes),
+        ledger_seq=entry.seq,
+    )
+
+
+@router.post("/detect", response_model=ImageAnswer)
+def detect(
+    request: Request,
+    key: Operator,
+    image: Annotated[UploadFile, File(description="the photo")],
+    purpose: Annotated[str | None, Form(max_length=500)] = None,
+) -> Any:
+    """Faces in a photo (boxes, scores, five landmarks); nobody is identified."""
+    svc = service(request)
+    blob = read_upload(image, svc.config.max_upload, "image")
+    digest = sha256_of(blob)
+    try:
+        with svc.inference() as engine:
+            result = engine.locate(blob)
+    except InputError as exc:
+        _record(svc, key, "detect", [digest], {"error": exc.reason}, purpose, None)
+        raise
+    entry = _record(svc, key, "detect", [digest], {"faces": len(result.faces)}, purpose, None)
+    return ImageAnswer(
+        image=blob.name, image_sha256=digest, faces=_faces(result), ledger_seq=entry.seq
+    )
+
+
+def _record(
+    svc: Any,
+    key: ApiKey,
+    action: str,
+    inputs: list[str],
+    result: Any,
+    purpose: str | None,
+    case_ref: str | None,
+) -> Any:
+    who = actor(key)
+    return svc.ledger.append(
+        who.name,
+        who.role,
+        action,
+        purpose=purpose,
+        case_ref=case_ref,
+        inputs=inputs,
+        result=result,
+        model=svc.engine.model_id,
+    )

@@ -1,0 +1,48 @@
+"""``faceledger serve``: the REST API (uvicorn), on 127.0.0.1 unless told otherwise."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from faceledger.cli.common import Db, Offline, Profile, Strictness, app, handle_errors
+from faceledger.cli.render import err
+from faceledger.config import load_config
+
+
+@app.command()
+@handle_errors
+def serve(
+    host: Annotated[
+        str | None,
+        typer.Option(
+            "--host",
+            help="address to bind [default 127.0.0.1: this machine only; 0.0.0.0 exposes "
+            "it to the network, put TLS in front]",
+        ),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", min=1, max=65535, help="[default 8765]")
+    ] = None,
+    profile: Profile = None,
+    db: Db = None,
+    strictness: Strictness = None,
+    offline: Offline = False,
+) -> None:
+    """Serve the REST API (OpenAPI page at /docs). Every call needs an API key:
+
+    faceledger keys create --role operator --name alice
+    """
+    import uvicorn
+
+    from faceledger.api import create_app
+
+    config = load_config(
+        profile=profile, db=db, strictness=strictness, offline=offline or None, host=host, port=port
+    )
+    application = create_app(config)
+    if config.host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(f"[yellow]warning:[/] listening on {config.host}: reachable from the network")
+    err.print(f"faceledger API on http://{config.host}:{config.port}/docs  (gallery {config.db})")
+    uvicorn.run(application, host=config.host, port=config.port, log_level="warning")
