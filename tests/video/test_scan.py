@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from faceledger.cli.main import app
 from faceledger.config import load_config
 from faceledger.engine import Engine
 from faceledger.events import EventStore
+from faceledger.gallery import Gallery
+from faceledger.ledger import Ledger
 from tests.conftest import standin_env
 
 runner = CliRunner()
@@ -42,8 +45,9 @@ def test_real_clip_finds_lin_manuel_miranda_and_claims_nobody_else(
     enroll(db, "lin-manuel-miranda", video / "lin-manuel-miranda.png")
     enroll(db, "alex-lacamoire", video / "alex-lacamoire.png")
     code, stdout, stderr = invoke(
-        "scan", video / "short_hamilton_clip.mp4", "-p", "fast", "--db", db, "--json", "-"
-    )
+        "scan", video / "short_hamilton_clip.mp4", "-p", "fast", "--db", db, "--json", "-",
+        "--purpose", "rehearsal footage review", "--case", "T-7",
+    )  # fmt: skip
     assert code == 0, stderr
     events = events_of(stdout)
     claimed = {e["subject"] for e in events} - {None}
@@ -66,6 +70,17 @@ def test_real_clip_finds_lin_manuel_miranda_and_claims_nobody_else(
         stored = EventStore(engine.gallery).list(limit=1000)
     assert len(stored) == len(events)
     assert all(e.has_crop == (e.subject is not None) for e in stored)
+
+    # The scan is one ledger entry: the file's hash, who was named, no crops.
+    with Gallery(db) as gallery:
+        scans = Ledger(gallery).entries(action="scan")
+    assert len(scans) == 1
+    entry = scans[0]
+    clip = (video / "short_hamilton_clip.mp4").read_bytes()
+    assert entry.inputs == (hashlib.sha256(clip).hexdigest(),)
+    assert (entry.purpose, entry.case_ref, entry.role) == ("rehearsal footage review", "T-7", "cli")
+    assert {k["subject"] for k in entry.result["known"]} == claimed
+    assert entry.result["tracks"] == len(events)
 
 
 @pytest.mark.parametrize("scene_name", ["scaling", "enter_leave"])

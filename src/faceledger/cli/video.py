@@ -30,6 +30,9 @@ from faceledger.config import Config, parse_duration
 from faceledger.engine import Engine
 from faceledger.errors import ConfigError, InputError
 from faceledger.events import Dispatcher, EventStore, JsonlSink, Sink, StdoutSink, WebhookSink
+from faceledger.images import sha256_of
+from faceledger.ledger import Ledger
+from faceledger.ledger.audit import Actor, tracks_summary
 from faceledger.video.scan import TrackDecision, VideoScanner
 from faceledger.video.source import LiveSource, file_frames, probe
 
@@ -46,6 +49,14 @@ KeepUnknown = Annotated[
         help="also keep unknown faces' best crop for this long (e.g. 30m, 12h, 7d); "
         "by default strangers' faces are not stored",
     ),
+]
+Purpose = Annotated[
+    str | None,
+    typer.Option("--purpose", help="why this footage is searched, recorded in the audit ledger"),
+]
+Case = Annotated[
+    str | None,
+    typer.Option("--case", help="case or ticket reference, recorded in the audit ledger"),
 ]
 Best = Annotated[
     int, typer.Option("--best", min=1, max=50, help="embed this many best frames per track")
@@ -115,6 +126,8 @@ def scan(
         typer.Option("--json", help="write one event per track as JSON lines ('-': stdout)"),
     ] = None,
     keep_unknown: KeepUnknown = None,
+    purpose: Purpose = None,
+    case: Case = None,
     strictness: Strictness = None,
     profile: Profile = None,
     db: Db = None,
@@ -129,6 +142,7 @@ def scan(
     faceledger scan clip.mp4 --profile fast --json events.jsonl
     """
     failures: list[tuple[str, str]] = []
+    why = (purpose, case)
     with (
         Engine(make_config(profile, db, strictness, offline)) as engine,
         jsonl_writer(json_file) as handle,
@@ -138,16 +152,22 @@ def scan(
         engine.matcher()
         store = EventStore(engine.gallery)
         store.purge_expired()
+        ledger = Ledger(engine.gallery)
         for video in videos:
             decisions: list[TrackDecision] = []
+            ids: list[int] = []
+            error: str | None = None
             started = time.perf_counter()
             try:
                 for decision in scan_one(engine, video, every, best):
                     decisions.append(decision)
-                    event_id = store.add(decision, None, engine.model_id, keep)
-                    write_event(handle, {"id": event_id, **decision.as_json()})
+                    ids.append(store.add(decision, None, engine.model_id, keep))
+                    write_event(handle, {"id": ids[-1], **decision.as_json()})
             except InputError as exc:
                 failures.append((str(video), exc.reason))
+                error = exc.reason
+            finally:
+                record_tracks(ledger, engine, "scan", video, decisions, ids, error, why)
             seconds = time.perf_counter() - started
             if json_file is None or str(json_file) != "-":
                 title = f"{video}: {len(decisions)} tracks"
@@ -157,6 +177,32 @@ def scan(
             out.print(render.threshold_line(engine.threshold))
     render.failures_block(failures)
     raise typer.Exit(1 if failures else 0)
+
+
+def record_tracks(
+    ledger: Ledger,
+    engine: Engine,
+    action: str,
+    source: Path | str,
+    decisions: list[TrackDecision],
+    ids: list[int],
+    error: str | None,
+    why: tuple[str | None, str | None],
+) -> None:
+    """One ledger entry for a scanned file or a watched stream: who was named, or not."""
+    who = Actor.os_user()
+    inputs: list[str] = []
+    if isinstance(source, Path) and source.is_file():
+        try:
+            inputs = [sha256_of(source)]
+        except OSError:
+            inputs = []
+    summary = tracks_summary([d.match for d in decisions], ids, error)
+    summary["source"] = str(source)
+    ledger.append(
+        who.name, who.role, action, purpose=why[0], case_ref=why[1], inputs=inputs,
+        result=summary, model=engine.model_id,
+    )  # fmt: skip
 
 
 def scan_one(engine: Engine, video: Path, every: int, best: int) -> Iterator[TrackDecision]:
@@ -216,6 +262,8 @@ def watch(
     health_every: Annotated[
         float, typer.Option("--health-every", help="print stream health every N seconds")
     ] = 10.0,
+    purpose: Purpose = None,
+    case: Case = None,
     strictness: Strictness = None,
     profile: Profile = None,
     db: Db = None,
@@ -227,6 +275,7 @@ def watch(
     oldest frames are dropped (counted in the health line). Events go to stdout as JSON
     lines and, with --jsonl, to a file. Stopping flushes every decided event.
     """
+    why = (purpose, case)
     source = LiveSource(url, give_up_after=give_up_after)
     stop = _stop_on_signals(source)
     failed = False
@@ -246,9 +295,16 @@ def watch(
         last_health = time.monotonic()
         started_at = datetime.now(timezone.utc)
 
+        ledger = Ledger(engine.gallery)
+        decided: list[TrackDecision] = []
+        ids: list[int] = []
+        error: str | None = None
+
         def emit(decision: TrackDecision) -> None:
             first = started_at + timedelta(seconds=decision.first_t)
             event_id = store.add(decision, name, engine.model_id, keep, started_at=first)
+            decided.append(decision)
+            ids.append(event_id)
             dispatcher.send({"id": event_id, "camera": name, **decision.as_json()})
 
         try:
@@ -261,10 +317,12 @@ def watch(
         except InputError as exc:
             err.print(f"[red]error:[/] {exc}")
             failed = True
+            error = exc.reason
         finally:
             for decision in scanner.finish():
                 emit(decision)
             dispatcher.close()
+            record_tracks(ledger, engine, "watch", f"{name}: {url}", decided, ids, error, why)
             err.print(f"{name}: stopped; {json.dumps(source.health.as_dict())}")
     stop()
     raise typer.Exit(1 if failed else 0)

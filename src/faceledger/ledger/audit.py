@@ -86,3 +86,23 @@ def erasure_summary(erasure: Erasure) -> dict[str, Any]:
         "templates": erasure.templates,
         "evidence_crops": erasure.evidence_crops,
     }
+
+
+def tracks_summary(
+    matches: list[Match], event_ids: list[int], error: str | None = None
+) -> dict[str, Any]:
+    """A scan's or a stream's decisions: who was named (best score each), how many were
+    unknown, which events hold them; no crops."""
+    best: dict[str, float] = {}
+    for m in matches:
+        if m.subject is not None:
+            best[m.subject] = max(best.get(m.subject, -1.0), _round(m.score))
+    out: dict[str, Any] = {
+        "tracks": len(matches),
+        "known": [{"subject": s, "score": best[s]} for s in sorted(best)],
+        "unknown": sum(1 for m in matches if m.subject is None),
+        "events": [min(event_ids), max(event_ids)] if event_ids else [],
+    }
+    if error is not None:
+        out["error"] = error
+    return out
