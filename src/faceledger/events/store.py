@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from PIL import Image
 
 from faceledger.errors import NotFoundError
-from faceledger.gallery.store import Gallery, engine_with_schema, events, subjects
+from faceledger.gallery.store import Gallery, engine_with_schema, events, subjects, write_txn
 from faceledger.gallery.watchlists import reviews_needed
 
 if TYPE_CHECKING:
@@ -153,7 +153,9 @@ class EventStore:
         crop: bytes | None = None
         expires_at: str | None = None
         needed = 0
-        with self.engine.begin() as conn:
+        # Holding the write lock from the start: the subject (and its watch lists) read here
+        # cannot be removed before the insert names it.
+        with write_txn(self.engine) as conn:
             subject_id = None
             if match.subject is not None:
                 subject_id = conn.execute(

@@ -205,6 +205,8 @@ def _v4(conn: Connection) -> None:
         if column not in have:  # galleries created before v4 (new ones get them in _v2)
             kind = "VARCHAR(20)" if column == "review" else "INTEGER NOT NULL DEFAULT 0"
             conn.exec_driver_sql(f"ALTER TABLE events ADD COLUMN {column} {kind}")
+    # the index new galleries get with the column (events.c.review has index=True)
+    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_events_review ON events (review)")
 
 
 MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_v1, _v2, _v3, _v4)
@@ -618,6 +620,9 @@ class Gallery:
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
+    # Erased crops and templates are overwritten, not left in free pages (SQLite's
+    # default is off; some builds, e.g. Debian's, turn it on).
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
 

@@ -132,8 +132,11 @@ class WatchLists:
         """The names of the lists ``subject`` is on."""
         query = (
             sa.select(watchlists.c.name)
-            .join(watchlist_members)
-            .join(subjects, subjects.c.id == watchlist_members.c.subject_id)
+            .select_from(
+                watchlists.join(watchlist_members).join(
+                    subjects, subjects.c.id == watchlist_members.c.subject_id
+                )
+            )
             .where(subjects.c.name == subject)
             .order_by(watchlists.c.name)
         )
