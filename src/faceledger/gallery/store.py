@@ -466,7 +466,8 @@ class Gallery:
             self._bump(conn)
             if within is not None:
                 within(conn, Erasure(name, int(removed.rowcount), int(crops.rowcount), digests))
-            return int(removed.rowcount)
+        self.flush_erased()
+        return int(removed.rowcount)
 
     def create_subject(
         self, name: str, legal_basis: str, within: Within | None = None
@@ -486,6 +487,13 @@ class Gallery:
             if within is not None:
                 within(conn, True)
         return SubjectInfo(name, legal_basis, stamp, 0, ())
+
+    def flush_erased(self) -> None:
+        """Copy the write-ahead log into the database and empty it, so erased crops do not
+        linger in old WAL pages (secure_delete zeroes them in the main file). Best effort:
+        readers still open keep their pages until they finish."""
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def remove_template(
         self,
@@ -510,6 +518,7 @@ class Gallery:
             erasure = Erasure(name, 1, 0, (row.source_sha256,))
             if within is not None:
                 within(conn, erasure)
+        self.flush_erased()
         return erasure
 
     def revision(self) -> int:

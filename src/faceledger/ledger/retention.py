@@ -77,4 +77,6 @@ def run_retention(
             "evidence_before": evidence_before,
         }
         entry = ledger.append_in(conn, actor, role, "retention.run", result=counts)
+    if isinstance(store, Gallery):
+        store.flush_erased()
     return RetentionReport(**counts, ledger_seq=entry.seq)  # type: ignore[arg-type]
