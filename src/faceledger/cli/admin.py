@@ -10,6 +10,7 @@ import numpy as np
 import typer
 from rich.progress import Progress
 from rich.table import Table
+from sqlalchemy.engine import Connection
 
 from faceledger.cli.common import (
     Db,
@@ -24,11 +25,14 @@ from faceledger.cli.common import (
     subjects_app,
 )
 from faceledger.cli.render import emit_json, err, out
+from faceledger.cli.service import log, log_in
 from faceledger.convert import convert, convertible
 from faceledger.engine import Engine
 from faceledger.errors import ConfigError, InputError, ModelError
 from faceledger.faces.align import ArcFaceAligner
-from faceledger.gallery.store import Gallery
+from faceledger.gallery.store import Erasure, Gallery
+from faceledger.ledger import Ledger
+from faceledger.ledger.audit import erasure_summary
 from faceledger.models.catalog import CARDS, PROFILES, ModelCard, get_card, get_profile
 from faceledger.models.store import ModelStore
 
@@ -105,7 +109,10 @@ def subjects_remove(
     db: Db = None,
     json_out: Json = False,
 ) -> None:
-    """Erase a subject: its templates and stored face crops are deleted."""
+    """Erase a subject: its templates and stored face crops are deleted.
+
+    The audit ledger records the erasure by the name's sha256 and counts only.
+    """
     config = make_config(db=db)
     with Gallery(config.db) as gallery:
         gallery.subject(name)  # raises NotFoundError before asking
@@ -113,7 +120,13 @@ def subjects_remove(
             if not sys.stdin.isatty():
                 raise ConfigError("refusing to delete without confirmation; pass --yes")
             typer.confirm(f"Delete subject {name!r} and all its templates?", abort=True)
-        removed = gallery.remove(name)
+        ledger = Ledger(gallery)
+
+        def within(conn: Connection, erasure: Erasure) -> None:
+            summary = erasure_summary(erasure)
+            log_in(conn, ledger, "subject.delete", summary, inputs=erasure.source_sha256)
+
+        removed = gallery.remove(name, within=within)
     if json_out:
         emit_json({"removed": name, "templates": removed})
     else:
@@ -326,6 +339,8 @@ def gallery_reembed(profile: Profile = None, db: Db = None, offline: Offline = F
     with Engine(make_config(profile, db, offline=offline)) as engine:
         err.print(f"re-embedding {engine.config.db} with {engine.model_id} ...")
         count = engine.reembed()
+        result = {"templates": count, "model": engine.model_id}
+        log(Ledger(engine.gallery), "gallery.reembed", result, model=engine.model_id)
     out.print(f"re-embedded {count} templates with {engine.model_id}")
 
 

@@ -37,9 +37,34 @@ models_app = typer.Typer(
 gallery_app = typer.Typer(
     help="Gallery maintenance (re-embedding with another model).", no_args_is_help=True
 )
+audit_app = typer.Typer(
+    help="The tamper-evident audit ledger: verify its hash chain, export it, list entries.",
+    no_args_is_help=True,
+)
+keys_app = typer.Typer(
+    help="API keys for the REST service: create (token shown once), list, revoke.",
+    no_args_is_help=True,
+)
+watchlists_app = typer.Typer(
+    help="Watch lists: groups of subjects whose matches wait for human review.",
+    no_args_is_help=True,
+)
+events_app = typer.Typer(
+    help="Stored events (video matches): list, show, review (confirm or reject).",
+    no_args_is_help=True,
+)
+retention_app = typer.Typer(
+    help="Delete events and face crops that outlived their configured lifetime.",
+    no_args_is_help=True,
+)
 app.add_typer(subjects_app, name="subjects")
 app.add_typer(models_app, name="models")
 app.add_typer(gallery_app, name="gallery")
+app.add_typer(audit_app, name="audit")
+app.add_typer(keys_app, name="keys")
+app.add_typer(watchlists_app, name="watchlists")
+app.add_typer(events_app, name="events")
+app.add_typer(retention_app, name="retention")
 
 F = TypeVar("F", bound=Callable[..., Any])
 

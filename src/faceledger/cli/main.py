@@ -7,15 +7,18 @@ Exit codes: 0 every input processed (even with no faces), 1 any input or operati
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from sqlalchemy.engine import Connection
 
 from faceledger.cli import (
     admin,  # noqa: F401  (registers the subjects/models/gallery commands)
     bench,  # noqa: F401  (registers the bench commands)
     render,
+    service,  # registers the audit/keys/watchlists/events/retention commands
 )
 from faceledger.cli.common import (
     Db,
@@ -29,9 +32,26 @@ from faceledger.cli.common import (
     make_config,
 )
 from faceledger.cli.render import emit_json, err, out
-from faceledger.engine import Engine
-from faceledger.errors import ConfigError
+from faceledger.engine import Engine, EnrollReport
+from faceledger.errors import ConfigError, InputError
+from faceledger.gallery.watchlists import WatchLists
 from faceledger.images import collect_images
+from faceledger.ledger import Ledger
+from faceledger.ledger.audit import identify_summary, verify_summary
+from faceledger.types import ImageResult
+
+Purpose = Annotated[
+    str | None,
+    typer.Option(
+        "--purpose",
+        help="why this search is run, recorded in the audit ledger (optional here; the REST "
+        "API requires it)",
+    ),
+]
+Case = Annotated[
+    str | None,
+    typer.Option("--case", help="case or ticket reference, recorded in the audit ledger"),
+]
 
 # ---- enroll ---------------------------------------------------------------------------------
 
@@ -69,6 +89,42 @@ def require_basis(engine: Engine, names: list[str], basis: str | None) -> None:
         )
 
 
+def require_watchlists(engine: Engine, names: list[str]) -> None:
+    """Refuse before any work when a --watchlist does not exist."""
+    if not names:
+        return
+    known = {wl.name for wl in WatchLists(engine.gallery).all()}
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise ConfigError(
+            f"no watch list named {', '.join(map(repr, missing))}; create it first with: "
+            "faceledger watchlists create NAME"
+        )
+
+
+def enroll_recorder(
+    engine: Engine, basis: str | None, lists: list[str]
+) -> Callable[[Connection, EnrollReport], None]:
+    """The callback run inside each subject's enrollment transaction: watch lists, ledger."""
+    ledger = Ledger(engine.gallery)
+    watchlists = WatchLists(engine.gallery) if lists else None
+
+    def record(conn: Connection, report: EnrollReport) -> None:
+        if watchlists is not None:
+            watchlists.add(conn, report.subject, lists)
+        result: dict[str, object] = {
+            "subject": report.subject,
+            "created": report.created,
+            "templates": len(report.digests),
+            "legal_basis": basis or None,
+        }
+        if lists:
+            result["watchlists"] = lists
+        service.log_in(conn, ledger, "enroll", result, inputs=report.digests, model=engine.model_id)
+
+    return record
+
+
 @app.command()
 @handle_errors
 def enroll(
@@ -104,6 +160,15 @@ def enroll(
             "--all-or-nothing", help="enroll none of a subject's photos if any of them fails"
         ),
     ] = False,
+    watchlist: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--watchlist",
+            "-w",
+            help="also put the enrolled subjects on this watch list (repeatable; create it "
+            "first with: faceledger watchlists create)",
+        ),
+    ] = None,
     profile: Profile = None,
     db: Db = None,
     offline: Offline = False,
@@ -118,8 +183,11 @@ def enroll(
     if total == 0:
         raise ConfigError("no image files to enroll in " + ", ".join(map(str, paths)))
     reports = []
+    lists = list(dict.fromkeys(watchlist or []))
     with Engine(make_config(profile, db, offline=offline)) as engine:
         require_basis(engine, list(plan), basis)
+        require_watchlists(engine, lists)
+        record = enroll_recorder(engine, basis, lists)
         engine.load()
         with render.progress_bar(total, "enrolling") as bar:
             task = bar.task_ids[0]
@@ -135,6 +203,7 @@ def enroll(
                     largest=largest,
                     all_or_nothing=all_or_nothing,
                     progress=tick,
+                    record=record,
                 )
                 reports.append(report)
                 failures.extend(report.failures)
@@ -163,6 +232,20 @@ def enroll(
 # ---- identify / verify / detect ------------------------------------------------------------
 
 
+def record_identify(
+    ledger: Ledger, engine: Engine, result: ImageResult, purpose: str | None, case: str | None
+) -> None:
+    service.log(
+        ledger,
+        "identify",
+        identify_summary(result),
+        inputs=service.digests_of([Path(result.image)]),
+        model=engine.model_id,
+        purpose=purpose,
+        case_ref=case,
+    )
+
+
 @app.command()
 @handle_errors
 def identify(
@@ -170,13 +253,18 @@ def identify(
     top: Annotated[
         int, typer.Option("--top", "-k", min=1, max=100, help="list this many candidates per face")
     ] = 1,
+    purpose: Purpose = None,
+    case: Case = None,
     strictness: Strictness = None,
     profile: Profile = None,
     db: Db = None,
     offline: Offline = False,
     json_out: Json = False,
 ) -> None:
-    """Find every face and say who it is, or 'unknown' when no subject clears the threshold."""
+    """Find every face and say who it is, or 'unknown' when no subject clears the threshold.
+
+    Each image's search is written to the audit ledger (its sha256, never the image).
+    """
     files = gather(paths)
     with Engine(make_config(profile, db, strictness, offline)) as engine:
         if engine.matcher().index.size == 0:
@@ -184,8 +272,10 @@ def identify(
                 f"[yellow]warning:[/] the gallery {engine.config.db} is empty; "
                 "every face will be unknown"
             )
+        ledger = Ledger(engine.gallery)
         results = []
         for result in engine.identify_many(render.track(files, "identifying"), top):
+            record_identify(ledger, engine, result, purpose, case)
             results.append(result)
             if json_out:
                 emit_json(result.to_dict())
@@ -208,14 +298,35 @@ def identify(
 def verify(
     image_a: Annotated[Path, typer.Argument(help="first photo")],
     image_b: Annotated[Path, typer.Argument(help="second photo")],
+    purpose: Purpose = None,
+    case: Case = None,
     strictness: Strictness = None,
     profile: Profile = None,
+    db: Db = None,
     offline: Offline = False,
     json_out: Json = False,
 ) -> None:
-    """Are the main (largest) faces of two photos the same person?"""
-    with Engine(make_config(profile, None, strictness, offline)) as engine:
-        result = engine.verify(image_a, image_b)
+    """Are the main (largest) faces of two photos the same person?
+
+    The comparison is written to the audit ledger of the gallery (--db): the photos'
+    sha256, the score and the decision.
+    """
+    with Engine(make_config(profile, db, strictness, offline)) as engine:
+        ledger = Ledger(engine.gallery)
+
+        def record(summary: dict[str, Any]) -> None:
+            inputs = service.digests_of([image_a, image_b])
+            service.log(
+                ledger, "verify", summary, inputs=inputs, model=engine.model_id,
+                purpose=purpose, case_ref=case,
+            )  # fmt: skip
+
+        try:
+            result = engine.verify(image_a, image_b)
+        except InputError as exc:  # a failed comparison is recorded too
+            record({"error": exc.reason})
+            raise
+        record(verify_summary(result))
     decision = "same person" if result.same else "different people"
     if json_out:
         emit_json(
@@ -269,7 +380,7 @@ def detect(
 
 
 # Registered after the photo commands above, so that `--help` lists those first.
-from faceledger.cli import redact, video  # noqa: E402, F401  (scan, watch, redact)
+from faceledger.cli import redact, serve, video  # noqa: E402, F401  (scan, watch, redact, serve)
 
 
 def main() -> None:
