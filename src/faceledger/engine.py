@@ -300,8 +300,9 @@ class Engine:
             },
         )
 
-    def reembed(self) -> int:
-        """Re-embed every stored crop with this engine's embedder (one transaction)."""
+    def reembed(self, record: Callable[[Connection, int], None] | None = None) -> int:
+        """Re-embed every stored crop with this engine's embedder (one transaction);
+        ``record(conn, count)`` runs inside it before the commit (the ledger entry)."""
         vectors: dict[int, np.ndarray] = {}
         for stored in self.gallery.crops():
             crop = np.asarray(Image.open(io.BytesIO(stored.crop_png)).convert("RGB"))
@@ -310,7 +311,12 @@ class Engine:
             vectors[stored.template_id] = self.embed(crop, face).vectors[0]
         if not vectors:
             raise StorageError(f"{self.config.db}: the gallery has no templates to re-embed")
-        self.gallery.replace_embeddings(self.model_id, vectors)
+
+        def within(conn: Connection, _: bool) -> None:
+            if record is not None:
+                record(conn, len(vectors))
+
+        self.gallery.replace_embeddings(self.model_id, vectors, within)
         self._matcher = None
         return len(vectors)
 

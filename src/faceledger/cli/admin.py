@@ -25,7 +25,7 @@ from faceledger.cli.common import (
     subjects_app,
 )
 from faceledger.cli.render import emit_json, err, out
-from faceledger.cli.service import log, log_in
+from faceledger.cli.service import log_in
 from faceledger.convert import convert, convertible
 from faceledger.engine import Engine
 from faceledger.errors import ConfigError, InputError, ModelError
@@ -338,9 +338,13 @@ def gallery_reembed(profile: Profile = None, db: Db = None, offline: Offline = F
     """Re-embed every template from its stored aligned crop with the profile's embedder."""
     with Engine(make_config(profile, db, offline=offline)) as engine:
         err.print(f"re-embedding {engine.config.db} with {engine.model_id} ...")
-        count = engine.reembed()
-        result = {"templates": count, "model": engine.model_id}
-        log(Ledger(engine.gallery), "gallery.reembed", result, model=engine.model_id)
+        ledger = Ledger(engine.gallery)
+
+        def record(conn: Connection, n: int) -> None:
+            result = {"templates": n, "model": engine.model_id}
+            log_in(conn, ledger, "gallery.reembed", result, model=engine.model_id)
+
+        count = engine.reembed(record)
     out.print(f"re-embedded {count} templates with {engine.model_id}")
 
 

@@ -92,6 +92,18 @@ Strictness = Annotated[
         help="lenient | balanced | strict: the threshold calibrated at FMR 1e-2 | 1e-3 | 1e-4",
     ),
 ]
+Purpose = Annotated[
+    str | None,
+    typer.Option(
+        "--purpose",
+        help="why this search is run, recorded in the audit ledger (optional here; the REST "
+        "API requires it)",
+    ),
+]
+Case = Annotated[
+    str | None,
+    typer.Option("--case", help="case or ticket reference, recorded in the audit ledger"),
+]
 Offline = Annotated[bool, typer.Option("--offline", help="never download models")]
 
 

@@ -21,10 +21,12 @@ from faceledger.cli import (
     service,  # registers the audit/keys/watchlists/events/retention commands
 )
 from faceledger.cli.common import (
+    Case,
     Db,
     Json,
     Offline,
     Profile,
+    Purpose,
     Strictness,
     app,
     gather,
@@ -39,19 +41,6 @@ from faceledger.images import collect_images
 from faceledger.ledger import Ledger
 from faceledger.ledger.audit import identify_summary, verify_summary
 from faceledger.types import ImageResult
-
-Purpose = Annotated[
-    str | None,
-    typer.Option(
-        "--purpose",
-        help="why this search is run, recorded in the audit ledger (optional here; the REST "
-        "API requires it)",
-    ),
-]
-Case = Annotated[
-    str | None,
-    typer.Option("--case", help="case or ticket reference, recorded in the audit ledger"),
-]
 
 # ---- enroll ---------------------------------------------------------------------------------
 

@@ -30,8 +30,9 @@ def serve(
     strictness: Strictness = None,
     offline: Offline = False,
 ) -> None:
-    """Serve the REST API (OpenAPI page at /docs). Every call needs an API key:
+    """Serve the REST API, on 127.0.0.1 unless told otherwise (OpenAPI page at /docs).
 
+    Every call needs an API key in the X-API-Key header; make one with:
     faceledger keys create --role operator --name alice
     """
     import uvicorn

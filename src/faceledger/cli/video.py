@@ -24,7 +24,17 @@ from rich.progress import (
 from rich.table import Table
 
 from faceledger.cli import render
-from faceledger.cli.common import Db, Offline, Profile, Strictness, app, handle_errors, make_config
+from faceledger.cli.common import (
+    Case,
+    Db,
+    Offline,
+    Profile,
+    Purpose,
+    Strictness,
+    app,
+    handle_errors,
+    make_config,
+)
 from faceledger.cli.render import err, out
 from faceledger.config import Config, parse_duration
 from faceledger.engine import Engine
@@ -49,14 +59,6 @@ KeepUnknown = Annotated[
         help="also keep unknown faces' best crop for this long (e.g. 30m, 12h, 7d); "
         "by default strangers' faces are not stored",
     ),
-]
-Purpose = Annotated[
-    str | None,
-    typer.Option("--purpose", help="why this footage is searched, recorded in the audit ledger"),
-]
-Case = Annotated[
-    str | None,
-    typer.Option("--case", help="case or ticket reference, recorded in the audit ledger"),
 ]
 Best = Annotated[
     int, typer.Option("--best", min=1, max=50, help="embed this many best frames per track")

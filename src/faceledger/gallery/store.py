@@ -536,8 +536,11 @@ class Gallery:
         else:
             conn.execute(meta_table.update().where(key).values(value=str(int(current) + 1)))
 
-    def replace_embeddings(self, model_id: str, vectors: dict[int, np.ndarray]) -> None:
-        """Swap every template's embedding for one of ``model_id`` (one transaction)."""
+    def replace_embeddings(
+        self, model_id: str, vectors: dict[int, np.ndarray], within: Within | None = None
+    ) -> None:
+        """Swap every template's embedding for one of ``model_id`` (one transaction);
+        ``within(conn, False)`` runs before it commits."""
         with write_txn(self.engine) as conn:
             self._bump(conn)
             ids = set(conn.execute(sa.select(templates.c.id)).scalars())
@@ -553,6 +556,8 @@ class Gallery:
                         dim=int(np.size(vector)),
                     )
                 )
+            if within is not None:
+                within(conn, False)
 
     # ---- reads --------------------------------------------------------------------------
 
