@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -13,6 +12,7 @@ from pydantic import BaseModel
 
 from faceledger.access import ApiKey, Permission
 from faceledger.api.auth import require, service
+from faceledger.api.params import Since
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 Auditor = Annotated[ApiKey, Depends(require(Permission.audit_read))]
@@ -49,7 +49,7 @@ def list_entries(
     key: Auditor,
     action: Annotated[str | None, Query(max_length=100)] = None,
     actor: Annotated[str | None, Query(max_length=200)] = None,
-    since: datetime | None = None,
+    since: Since = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
 ) -> Any:
     """Entries oldest first, optionally filtered."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -13,6 +12,7 @@ from sqlalchemy.engine import Connection
 from faceledger.access import ApiKey, Permission
 from faceledger.api.auth import actor, require, service
 from faceledger.api.errors import ApiError
+from faceledger.api.params import Since
 from faceledger.events.review import ReviewState
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
@@ -75,7 +75,7 @@ def list_events(
     subject: Annotated[str | None, Query(max_length=200)] = None,
     source: Annotated[str | None, Query(max_length=2000)] = None,
     camera: Annotated[str | None, Query(max_length=200)] = None,
-    since: datetime | None = None,
+    since: Since = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Any:
     """Newest first. ``review=pending`` lists what waits for a reviewer."""

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Path, Request, UploadFile
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Connection
 
 from faceledger.access import ApiKey, Permission
 from faceledger.api.auth import actor, require, service
 from faceledger.api.errors import ApiError
+from faceledger.api.params import SQL_ID_MAX
 from faceledger.api.uploads import read_upload
 from faceledger.engine import EnrollReport
 from faceledger.gallery.store import Erasure
@@ -25,6 +26,10 @@ MAX_PHOTOS = 50
 
 
 class SubjectCreate(BaseModel):
+    # stripped before the length checks: a blank name or basis is a 422 (the gallery would
+    # refuse it with a StorageError, a 503)
+    model_config = ConfigDict(str_strip_whitespace=True)
+
     name: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN)
     legal_basis: str = Field(
         min_length=3, max_length=2000, description="why this person's face may be processed"
@@ -199,7 +204,10 @@ def enroll(
 
 @router.delete("/{name}/templates/{template_id}", response_model=Erased)
 def delete_template(
-    request: Request, key: Writer, name: Name, template_id: Annotated[int, Path(ge=1)]
+    request: Request,
+    key: Writer,
+    name: Name,
+    template_id: Annotated[int, Path(ge=1, le=SQL_ID_MAX)],
 ) -> Any:
     svc = service(request)
     who = actor(key)
