@@ -432,7 +432,7 @@ def test_watch_list_names_are_unique_and_needed(gallery: Gallery) -> None:
     lists = WatchLists(gallery)
     made = lists.create("vip", review=True)
     for again in ("vip", "  vip  "):
-        with pytest.raises(ConfigError, match="'vip' exists already"):
+        with pytest.raises(ConflictError, match="'vip' exists already"):
             lists.create(again, two_person=True)
     with pytest.raises(ConfigError, match="needs a name"):
         lists.create("  ")

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -54,6 +55,13 @@ def body(kind: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"type": kind, "message": message, **extra}}
 
 
+def _without_paths(message: str, db: Path) -> str:
+    """Clients need not learn where the server keeps its database."""
+    for where in (f"sqlite:///{db}", str(db)):
+        message = message.replace(where, "the gallery")
+    return message
+
+
 def status_of(exc: FaceledgerError) -> int:
     return next((code for cls, code in STATUS if isinstance(exc, cls)), 500)
 
@@ -65,9 +73,10 @@ def install(app: FastAPI) -> None:
         return JSONResponse(body(exc.kind, exc.message), exc.status, headers=headers)
 
     @app.exception_handler(FaceledgerError)
-    async def _ours(_: Request, exc: FaceledgerError) -> JSONResponse:
+    async def _ours(request: Request, exc: FaceledgerError) -> JSONResponse:
         extra = {"source": exc.source} if isinstance(exc, InputError) else {}
-        return JSONResponse(body(type(exc).__name__, str(exc), **extra), status_of(exc))
+        message = _without_paths(str(exc), request.app.state.service.config.db)
+        return JSONResponse(body(type(exc).__name__, message, **extra), status_of(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

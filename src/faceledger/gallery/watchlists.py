@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from faceledger.errors import ConfigError, NotFoundError
+from faceledger.errors import ConfigError, ConflictError, NotFoundError
 from faceledger.gallery.store import (
     Gallery,
     engine_with_schema,
@@ -73,7 +73,7 @@ class WatchLists:
         with write_txn(self.engine) as conn:
             taken = conn.execute(sa.select(watchlists.c.id).where(watchlists.c.name == name))
             if taken.first() is not None:
-                raise ConfigError(f"a watch list named {name!r} exists already")
+                raise ConflictError(f"a watch list named {name!r} exists already")
             stamp = now()
             conn.execute(
                 watchlists.insert().values(

@@ -81,8 +81,9 @@ def resize_for_network(
         scale = max_side / max(h, w)
         if not upscale:
             scale = min(1.0, scale)
-        cw = int(np.ceil(round(w * scale) / stride) * stride)
-        ch = int(np.ceil(round(h * scale) / stride) * stride)
+        # at least one stride: a 1 x 5000 image must not become a canvas 0 pixels wide
+        cw = max(stride, int(np.ceil(round(w * scale) / stride) * stride))
+        ch = max(stride, int(np.ceil(round(h * scale) / stride) * stride))
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
     resized = cv2.resize(
         image, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
