@@ -6,21 +6,25 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
 
 from faceledger.bench import protocols, report
 from faceledger.bench.lfw import LfwEmbedder, image_path, read_pairs
 from faceledger.bench.peer import PEERS, FaceRecognitionPeer
 from faceledger.bench.run import LfwData, LfwResult, evaluate, summary_row
 from faceledger.bench.speed import measure, measure_peer
-from faceledger.cli.common import Offline, Profile, app, gather, handle_errors
+from faceledger.cli.common import Db, Json, Offline, Profile, app, gather, handle_errors
 from faceledger.cli.render import emit_json, err, out
 from faceledger.config import load_config
 from faceledger.engine import Engine
 from faceledger.errors import ConfigError
+
+if TYPE_CHECKING:
+    from faceledger.bench.service import Result as ServiceResult
 
 bench_app = typer.Typer(
     help=(
@@ -411,3 +415,92 @@ def _known(text: str) -> tuple[str, Path]:
     if not sep or not name or not Path(photo).is_file():
         raise ConfigError(f"--known {text!r}: give NAME=PHOTO with an existing photo")
     return name, Path(photo)
+
+
+@bench_app.command("service")
+@handle_errors
+def service(
+    clients: Annotated[
+        int, typer.Option("--clients", min=1, max=64, help="concurrent identify clients")
+    ] = 4,
+    seconds: Annotated[
+        float, typer.Option("--seconds", min=1, max=600, help="how long the clients run")
+    ] = 60.0,
+    profile: Profile = None,
+    embedder: Embedder = None,
+    detector: Detector = None,
+    flip: Flip = None,
+    images: Annotated[
+        Path, typer.Option("--images", help="a folder of person folders (a few are enrolled)")
+    ] = Path("../shared/datasets/smoke/identities"),
+    db: Db = None,
+    max_requests: Annotated[
+        int, typer.Option("--max-requests", min=1, max=100_000, help="stop after this many")
+    ] = 100_000,
+    threads: Threads = None,
+    json_out: Json = False,
+    offline: Offline = False,
+) -> None:
+    """Load on the REST API: N identify clients against a local server for S seconds.
+
+    Enrolls a few people (into a temporary gallery unless --db), starts the server on
+    127.0.0.1, then reports requests/s, latency percentiles, errors, and the audit-ledger
+    check (one 'identify' entry per answered request, the hash chain intact).
+    """
+    try:
+        from faceledger.bench import service as sb
+    except ImportError as exc:
+        if exc.name != "httpx":
+            raise
+        raise ConfigError("bench service needs httpx for its clients: pip install httpx") from None
+    settings = {
+        f"FACELEDGER_{name.upper()}": str(value).lower() if isinstance(value, bool) else str(value)
+        for name, value in {
+            "profile": profile,
+            "embedder": embedder,
+            "detector": detector,
+            "flip": flip,
+            "threads": threads,
+            "offline": offline or None,
+        }.items()
+        if value is not None
+    }
+    options = sb.Options(
+        clients=clients,
+        seconds=seconds,
+        images=images,
+        db=db,
+        settings=settings,
+        max_requests=max_requests,
+    )
+    result = sb.run(options, say=lambda line: err.print(line, highlight=False))
+    if json_out:
+        emit_json(result.as_json())
+    else:
+        out.print(_service_table(result))
+    if result.error_count or not result.ledger.ok:
+        if result.server_log:
+            err.print(result.server_log, markup=False, highlight=False)
+        raise typer.Exit(1)
+
+
+def _service_table(result: ServiceResult) -> Table:
+    check = result.ledger
+    table = Table(title=f"REST load: {result.profile} ({result.model}), {result.cores} cores")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    rows = [
+        ("clients", str(result.clients)),
+        ("seconds", f"{result.seconds:.1f}"),
+        ("requests", f"{result.requests:,}" + (" (capped)" if result.capped else "")),
+        ("requests/s", f"{result.requests_per_s:.2f}"),
+        ("latency p50 / p90 / p99 ms", f"{result.p50_ms} / {result.p90_ms} / {result.p99_ms}"),
+        ("errors", ", ".join(f"{k}: {v}" for k, v in result.errors.items()) or "0"),
+        ("identify entries / answered", f"{check.entries:,} / {check.answered:,}"),
+        ("ledger_seq distinct, recorded", f"{check.seqs_distinct}, {check.seqs_in_ledger}"),
+        ("ledger chain", check.chain),
+        ("ledger check", "[green]ok[/]" if check.ok else "[red]FAILED[/]"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
