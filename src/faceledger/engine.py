@@ -171,13 +171,15 @@ class Engine:
         """The matcher over the gallery's templates, rebuilt when they changed (here or by
         another process: a server sees the CLI's enrollments)."""
         revision = self.gallery.revision()
-        if self._matcher is None or revision != self._revision:
-            self._revision = revision
+        matcher = self._matcher
+        if matcher is None or revision != self._revision:
             vectors, names = self.gallery.vectors(self.model_id)
             if len(names) == 0:
                 vectors = np.zeros((0, self.embedder_card.embedding_dim), np.float32)
-            self._matcher = Matcher.exact(vectors, names, self.threshold)
-        return self._matcher
+            matcher = Matcher.exact(vectors, names, self.threshold)
+            # Revision noted before the read: a change meanwhile triggers another rebuild.
+            self._matcher, self._revision = matcher, revision
+        return matcher
 
     def identify(self, src: ImageSource, top: int = 1) -> ImageResult:
         """Every face in one image with its open-set decision; raises InputError."""
