@@ -3,31 +3,11 @@ two different reviewers to confirm it, and the evidence crop (each viewing recor
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
+from support.events import decision
 
 from faceledger.access import Role
-from faceledger.types import Candidate, Match, Threshold
-from faceledger.video.scan import TrackDecision
 from tests.api.apikit import HEADER, Api
-
-THRESHOLD = Threshold(0.5, 1e-3, "api test")
-
-
-def decision(subject: str | None, *, score: float = 0.8, track: int = 1) -> TrackDecision:
-    crop = np.random.default_rng(track).integers(0, 256, size=(112, 112, 3), dtype=np.uint8)
-    return TrackDecision(
-        source="gate-4.mp4",
-        track_id=track,
-        first_t=1.25,
-        last_t=4.5,
-        frames=30,
-        embedded=5,
-        best_t=2.0,
-        best_box=(10.0, 20.0, 60.0, 80.0),
-        match=Match(subject, score, THRESHOLD, (Candidate(subject or "someone", score),)),
-        best_crop=crop,
-    )
 
 
 @pytest.fixture(scope="module")

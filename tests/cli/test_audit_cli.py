@@ -12,8 +12,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
+from support.events import decision
 from typer.testing import CliRunner
 
 from faceledger.cli.main import app
@@ -22,8 +22,6 @@ from faceledger.gallery import Gallery
 from faceledger.images import sha256_of
 from faceledger.ledger import GENESIS, entry_hash
 from faceledger.ledger.audit import Actor
-from faceledger.types import Candidate, Match, Threshold
-from faceledger.video.scan import TrackDecision
 
 runner = CliRunner()
 IDS = "identities"
@@ -80,24 +78,6 @@ def gallery(known: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactor
     source.close()
     target.close()
     return db
-
-
-def decision(subject: str | None, source: str = "door.mp4") -> TrackDecision:
-    """One decided face track, as video scanning would store it."""
-    threshold = Threshold(0.6, 1e-3, "unit test")
-    crop = np.random.default_rng(0).integers(0, 256, size=(112, 112, 3), dtype=np.uint8)
-    return TrackDecision(
-        source=source,
-        track_id=1,
-        first_t=1.0,
-        last_t=3.5,
-        frames=20,
-        embedded=5,
-        best_t=2.0,
-        best_box=(10.0, 20.0, 60.0, 80.0),
-        match=Match(subject, 0.8, threshold, (Candidate(subject or "obama", 0.8),)),
-        best_crop=crop,
-    )
 
 
 def add_event(db: Path, subject: str | None, at: datetime | None = None) -> int:

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 from PIL import Image
+from support.events import crop_image, decision
 
 from faceledger.errors import ConfigError, NotFoundError, StorageError
 from faceledger.events import (
@@ -35,10 +36,7 @@ from faceledger.events import (
 )
 from faceledger.gallery import Gallery, NewTemplate
 from faceledger.gallery import store as gallery_store
-from faceledger.types import Candidate, Match, Threshold
-from faceledger.video.scan import TrackDecision
 
-THRESHOLD = Threshold(0.5, 1e-3, "unit test")
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 FAST = {"backoff": (0.02, 0.05), "timeout": 2.0}
 
@@ -52,32 +50,6 @@ class Clock:
 
     def advance(self, **delta: float) -> None:
         self.now += timedelta(**delta)
-
-
-def crop_image(seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, size=(112, 112, 3), dtype=np.uint8)
-
-
-def decision(
-    subject: str | None = "ada",
-    *,
-    score: float = 0.8,
-    track: int = 1,
-    source: str = "door.mp4",
-    crop: np.ndarray | None = None,
-) -> TrackDecision:
-    return TrackDecision(
-        source=source,
-        track_id=track,
-        first_t=1.25,
-        last_t=4.5,
-        frames=30,
-        embedded=5,
-        best_t=2.0,
-        best_box=(10.0, 20.0, 60.0, 80.0),
-        match=Match(subject, score, THRESHOLD, (Candidate("ada", score),)),
-        best_crop=crop_image() if crop is None else crop,
-    )
 
 
 def enroll(g: Gallery, name: str) -> None:

@@ -23,6 +23,7 @@ import pytest
 import sqlalchemy as sa
 from PIL import Image
 from sqlalchemy.engine import Connection
+from support.events import decision
 
 from faceledger.access import (
     PERMISSIONS,
@@ -45,10 +46,7 @@ from faceledger.gallery.watchlists import WatchList, WatchLists
 from faceledger.images import Blob, load_image, sha256_of
 from faceledger.ledger import GENESIS, Ledger
 from faceledger.ledger.retention import Policy, run_retention
-from faceledger.types import Candidate, Match, Threshold
-from faceledger.video.scan import TrackDecision
 
-THRESHOLD = Threshold(0.5, 1e-3, "unit test")
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 SMOKE = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "smoke"
 MAX_PIXELS = 50_000_000
@@ -93,25 +91,6 @@ def template(source: str = "a.jpg", vector: tuple[float, ...] = (1.0, 0.0, 0.0))
         det_score=0.99,
         crop_png=b"\x89PNG template crop of " + source.encode() * 8,
         crop_geometry={"box": [1.0, 2.0, 30.0, 40.0]},
-    )
-
-
-def crop_image(seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
-
-
-def decision(subject: str | None = "ada", *, track: int = 1, seed: int = 0) -> TrackDecision:
-    return TrackDecision(
-        source="door.mp4",
-        track_id=track,
-        first_t=1.25,
-        last_t=4.5,
-        frames=30,
-        embedded=5,
-        best_t=2.0,
-        best_box=(10.0, 20.0, 60.0, 80.0),
-        match=Match(subject, 0.8, THRESHOLD, (Candidate(subject or "ada", 0.8),)),
-        best_crop=crop_image(seed),
     )
 
 
