@@ -72,6 +72,7 @@ class Health(BaseModel):
     schema_version: int
     model: str
     profile: str
+    threads: int = Field(description="inference threads per request (0: all cores)")
 
 
 def _key_hook(svc: Any, who: Any, action: str) -> Any:
@@ -142,6 +143,7 @@ def healthz(request: Request, key: Anyone) -> Any:
         schema_version=SCHEMA_VERSION,
         model=svc.engine.model_id,
         profile=svc.config.profile,
+        threads=svc.config.threads,
     )
 
 

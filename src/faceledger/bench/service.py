@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -64,8 +64,15 @@ class Server:
     always ended (killed if it does not stop) on the way out.
     """
 
-    def __init__(self, env: Mapping[str, str], log: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        log: Path,
+        port: int | None = None,
+        command: Sequence[str] | None = None,
+    ) -> None:
         self.env = {**os.environ, **env}
+        self.command = command
         self.log = log
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -73,10 +80,11 @@ class Server:
         self._log_file: IO[bytes] | None = None
 
     def start(self) -> Server:
+        """Start uvicorn, or ``command`` (given the port as ``--port N`` after it)."""
         command = [
             sys.executable, "-m", "uvicorn", "--factory", "faceledger.api.server:app_from_env",
             "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning",
-        ]  # fmt: skip
+        ] if self.command is None else [*self.command, "--port", str(self.port)]  # fmt: skip
         self._log_file = self.log.open("ab")
         self.process = subprocess.Popen(
             command, env=self.env, stdout=self._log_file, stderr=subprocess.STDOUT

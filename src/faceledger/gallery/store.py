@@ -20,7 +20,13 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from faceledger.errors import ConflictError, ModelMismatchError, NotFoundError, StorageError
+from faceledger.errors import (
+    ConfigError,
+    ConflictError,
+    ModelMismatchError,
+    NotFoundError,
+    StorageError,
+)
 
 APP_ID = "faceledger-gallery"
 metadata = sa.MetaData()
@@ -475,7 +481,7 @@ class Gallery:
         """A subject with no templates yet (the API enrolls photos into it afterwards)."""
         name, legal_basis = name.strip(), legal_basis.strip()
         if not name or not legal_basis:
-            raise StorageError("a subject needs a name and the legal basis for enrolling them")
+            raise ConfigError("a subject needs a name and the legal basis for enrolling them")
         stamp = now()
         with write_txn(self.engine) as conn:
             taken = conn.execute(sa.select(subjects.c.id).where(subjects.c.name == name)).first()
