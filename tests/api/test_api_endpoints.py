@@ -528,6 +528,7 @@ def test_a_deleted_ledger_entry_fails_verification(make_api: Callable[..., Api])
 
 
 def test_health_and_metrics(api: Api, obama: str) -> None:
+    assert identify(api, photo(OBAMA, PROBE_OBAMA)).status_code == 200  # counted below
     health = api.client.get("/healthz", headers=api.headers(Role.auditor))
     assert health.status_code == 200
     assert health.json() == {
