@@ -16,9 +16,11 @@ from sqlalchemy.engine import Connection
 
 from faceledger.cli import (
     admin,  # noqa: F401  (registers the subjects/models/gallery commands)
+    audit,  # noqa: F401  (registers the audit and retention commands)
     bench,  # noqa: F401  (registers the bench commands)
     render,
-    service,  # registers the audit/keys/watchlists/events/retention commands
+    review,  # noqa: F401  (registers the watchlists and events commands)
+    service,  # registers the keys commands
 )
 from faceledger.cli.common import (
     Case,

@@ -1,0 +1,272 @@
+"""Watch lists and the human review of events: `faceledger watchlists`, `faceledger events`.
+
+Every change is written to the audit ledger in the same transaction, with the
+operating-system user as actor (role ``cli``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+from sqlalchemy.engine import Connection
+
+from faceledger.cli.common import (
+    Db,
+    Json,
+    events_app,
+    handle_errors,
+    watchlists_app,
+)
+from faceledger.cli.render import emit_json, out
+from faceledger.cli.service import log, log_in, open_gallery, short_time
+from faceledger.errors import ConfigError, NotFoundError
+from faceledger.events.review import Reviews, ReviewState
+from faceledger.events.store import EventRecord, EventStore
+from faceledger.gallery.store import Gallery, write_txn
+from faceledger.gallery.watchlists import WatchList, WatchLists
+from faceledger.images import sha256_of
+from faceledger.ledger import Ledger
+from faceledger.ledger.audit import Actor
+from faceledger.ledger.chain import MAX_TEXT
+
+# ---- watch lists ----------------------------------------------------------------------------
+
+
+def _rule(wl: WatchList) -> str:
+    if wl.two_person:
+        return "two-person review"
+    return "review" if wl.review else "no review"
+
+
+@watchlists_app.command("create")
+@handle_errors
+def watchlists_create(
+    name: Annotated[str, typer.Argument(help="the list's name")],
+    review: Annotated[
+        bool, typer.Option("--review", help="matches of its subjects wait for a reviewer")
+    ] = False,
+    two_person: Annotated[
+        bool,
+        typer.Option(
+            "--two-person", help="matches need two different reviewers to confirm (implies review)"
+        ),
+    ] = False,
+    db: Db = None,
+    json_out: Json = False,
+) -> None:
+    """Make an empty watch list, with its review rule."""
+    with open_gallery(db, create=True) as gallery:
+        ledger = Ledger(gallery)
+
+        def within(conn: Connection, made: WatchList) -> None:
+            result = {"watchlist": made.name, "review": made.review, "two_person": made.two_person}
+            log_in(conn, ledger, "watchlist.create", result)
+
+        made = WatchLists(gallery).create(name, review, two_person, within)
+    if json_out:
+        emit_json(made.as_json())
+    else:
+        out.print(f"created watch list {escape(made.name)} ({_rule(made)})")
+
+
+@watchlists_app.command("list")
+@handle_errors
+def watchlists_list(db: Db = None, json_out: Json = False) -> None:
+    """Every watch list with its review rule and subjects."""
+    with open_gallery(db) as gallery:
+        lists = WatchLists(gallery).all()
+    if json_out:
+        for wl in lists:
+            emit_json(wl.as_json())
+        return
+    table = Table(title="Watch lists")
+    for col in ("name", "rule", "subjects", "created"):
+        table.add_column(col, overflow="fold")
+    for wl in lists:
+        members = escape(", ".join(wl.subjects)) or "[dim]none[/]"
+        table.add_row(escape(wl.name), _rule(wl), members, short_time(wl.created_at))
+    out.print(table)
+
+
+@watchlists_app.command("add")
+@handle_errors
+def watchlists_add(
+    name: Annotated[str, typer.Argument(help="the watch list")],
+    subjects: Annotated[list[str], typer.Argument(help="enrolled subjects to put on it")],
+    db: Db = None,
+) -> None:
+    """Put enrolled subjects on a watch list (all or none of them)."""
+    with open_gallery(db) as gallery:
+        lists = WatchLists(gallery)
+        ledger = Ledger(gallery)
+        wanted = list(dict.fromkeys(subjects))
+        with write_txn(lists.engine) as conn:
+            for subject in wanted:
+                lists.add(conn, subject, [name])
+            log_in(conn, ledger, "watchlist.add", {"watchlist": name, "subjects": wanted})
+    out.print(f"watch list {escape(name)}: added {escape(', '.join(wanted))}")
+
+
+# ---- events ---------------------------------------------------------------------------------
+
+REVIEW_STATES = ("pending", "confirmed", "rejected")
+
+
+def _review_text(event: EventRecord) -> str:
+    if event.review is None:
+        return ""
+    if event.review == "pending":
+        return f"[yellow]pending[/] (needs {event.reviews_needed})"
+    colour = "green" if event.review == "confirmed" else "red"
+    return f"[{colour}]{event.review}[/]"
+
+
+@events_app.command("list")
+@handle_errors
+def events_list(
+    review: Annotated[
+        str | None,
+        typer.Option("--review", help="only events in this state: pending | confirmed | rejected"),
+    ] = None,
+    subject: Annotated[str | None, typer.Option("--subject", help="only this subject")] = None,
+    source: Annotated[str | None, typer.Option("--source", help="only this video/stream")] = None,
+    camera: Annotated[str | None, typer.Option("--camera", help="only this camera")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="the newest N events")] = 50,
+    db: Db = None,
+    json_out: Json = False,
+) -> None:
+    """The newest events first (one per decided face track), with their review state."""
+    if review is not None and review not in REVIEW_STATES:
+        raise ConfigError(f"--review {review!r}: choose one of {', '.join(REVIEW_STATES)}")
+    with open_gallery(db) as gallery:
+        found = EventStore(gallery).list(
+            source=source, subject=subject, limit=limit, review=review, camera=camera
+        )
+    if json_out:
+        for event in found:
+            emit_json(event.as_json())
+        return
+    table = Table(title="Events")
+    for col in ("id", "time", "source", "camera", "track", "seconds", "subject", "score"):
+        table.add_column(col, overflow="fold")
+    table.add_column("review")
+    table.add_column("crop")
+    for e in found:
+        table.add_row(
+            str(e.id),
+            short_time(e.created_at),
+            escape(e.source),
+            escape(e.camera or ""),
+            str(e.track_id),
+            f"{e.first_t:.1f}-{e.last_t:.1f}",
+            escape(e.subject) if e.subject else "[yellow]unknown[/]",
+            f"{e.score:.3f}",
+            _review_text(e),
+            "yes" if e.has_crop else "",
+        )
+    out.print(table)
+    out.print(f"{len(found)} events")
+
+
+def _save_crop(event: EventRecord, target: Path, gallery: Gallery) -> None:
+    """Write the event's face crop and record that it left the gallery."""
+    if event.crop_png is None:
+        raise NotFoundError(f"event {event.id} keeps no face crop (none stored, or erased)")
+    try:
+        target.write_bytes(event.crop_png)
+    except OSError as exc:
+        raise ConfigError(f"{target}: cannot write the crop ({exc.strerror})") from None
+    log(Ledger(gallery), "event.crop", {"event": event.id}, inputs=[sha256_of(target)])
+
+
+@events_app.command("show")
+@handle_errors
+def events_show(
+    event_id: Annotated[int, typer.Argument(help="the event's id")],
+    crop: Annotated[
+        Path | None,
+        typer.Option(
+            "--crop", help="save the event's face crop (PNG) here (written to the ledger)"
+        ),
+    ] = None,
+    db: Db = None,
+    json_out: Json = False,
+) -> None:
+    """One event: what was decided, with which score and threshold, and its reviews."""
+    with open_gallery(db) as gallery:
+        event = EventStore(gallery).get(event_id)
+        done = Reviews(gallery).of(event_id)
+        if crop is not None:
+            _save_crop(event, crop, gallery)
+    if json_out:
+        emit_json({**event.as_json(), "reviews": [r.as_json() for r in done]})
+        return
+    who = escape(event.subject) if event.subject else "[yellow]unknown[/]"
+    out.print(f"[bold]event {event.id}[/]  {short_time(event.created_at)}  {who}")
+    out.print(
+        f"source {escape(event.source)}"
+        + (f", camera {escape(event.camera)}" if event.camera else "")
+        + f", track {event.track_id}, {event.first_t:.2f}-{event.last_t:.2f} s",
+        highlight=False,
+    )
+    out.print(
+        f"score {event.score:.3f}, threshold {event.threshold:.3f} "
+        f"(false-match rate {event.threshold_fmr:g}), model {event.model_id}",
+        highlight=False,
+    )
+    if event.review is not None:
+        out.print(f"review: {_review_text(event)}")
+    for r in done:
+        note = f": {escape(r.comment)}" if r.comment else ""
+        out.print(f"  {short_time(r.at)}  {escape(r.reviewer)} {r.decision}ed{note}")
+    if crop is not None:
+        out.print(f"face crop written to {crop}")
+
+
+def _state_text(state: ReviewState) -> str:
+    if state.review == "pending":
+        return f"[yellow]pending[/]: {state.confirmations} of {state.needed} confirmations"
+    colour = "green" if state.review == "confirmed" else "red"
+    return f"[{colour}]{state.review}[/]"
+
+
+@events_app.command("review")
+@handle_errors
+def events_review(
+    event_id: Annotated[int, typer.Argument(help="the event's id")],
+    confirm: Annotated[bool, typer.Option("--confirm", help="the match is right")] = False,
+    reject: Annotated[bool, typer.Option("--reject", help="the match is wrong")] = False,
+    comment: Annotated[
+        str | None,
+        typer.Option("--comment", "-m", help="why (kept with the review and in the audit ledger)"),
+    ] = None,
+    reviewer: Annotated[
+        str | None,
+        typer.Option("--as", help="the reviewer's name (default: your user name)"),
+    ] = None,
+    db: Db = None,
+    json_out: Json = False,
+) -> None:
+    """Confirm or reject an event. On a two-person watch list, two different reviewers
+    must confirm; one rejection decides."""
+    if confirm == reject:
+        raise ConfigError("give exactly one of --confirm or --reject")
+    if comment is not None and len(comment) > MAX_TEXT // 2:
+        raise ConfigError(f"--comment is {len(comment)} characters; keep it under {MAX_TEXT // 2}")
+    who = (reviewer or Actor.os_user().name).strip()
+    with open_gallery(db) as gallery:
+        ledger = Ledger(gallery)
+
+        def within(conn: Connection, state: ReviewState) -> None:
+            log_in(conn, ledger, "event.review", state.as_json())
+
+        decision = "confirm" if confirm else "reject"
+        state = Reviews(gallery).decide(event_id, who, decision, comment, within)
+    if json_out:
+        emit_json(state.as_json())
+    else:
+        out.print(f"event {event_id}: {escape(who)} {decision}ed; now {_state_text(state)}")
