@@ -251,8 +251,11 @@ def events_review(
     db: Db = None,
     json_out: Json = False,
 ) -> None:
-    """Confirm or reject an event. On a two-person watch list, two different reviewers
-    must confirm; one rejection decides."""
+    """Confirm or reject an event; one rejection decides.
+
+    On a two-person watch list two different reviewers must confirm. Example:
+    faceledger events review 12 --confirm --comment "checked against the badge photo"
+    """
     if confirm == reject:
         raise ConfigError("give exactly one of --confirm or --reject")
     if comment is not None and len(comment) > MAX_TEXT // 2:
