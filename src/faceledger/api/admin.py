@@ -14,6 +14,7 @@ from faceledger.access import ApiKey, Permission, Role
 from faceledger.api.auth import actor, require, service
 from faceledger.gallery.store import SCHEMA_VERSION, events, outbox
 from faceledger.gallery.watchlists import WatchList
+from faceledger.ledger.audit import key_summary
 from faceledger.ledger.retention import Policy, run_retention
 
 router = APIRouter(tags=["admin"])
@@ -77,8 +78,7 @@ class Health(BaseModel):
 
 def _key_hook(svc: Any, who: Any, action: str) -> Any:
     def within(conn: Connection, key: Any) -> None:
-        result = {"key": key.id, "name": key.name, "role": key.role.value}
-        svc.ledger.append_in(conn, who.name, who.role, action, result=result)
+        svc.ledger.append_in(conn, who.name, who.role, action, result=key_summary(key))
 
     return within
 

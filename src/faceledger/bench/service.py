@@ -27,12 +27,14 @@ from typing import IO, Any
 
 import httpx
 import numpy as np
+from sqlalchemy.engine import Connection
 
-from faceledger.access import KeyStore, Role
+from faceledger.access import ApiKey, KeyStore, Role
 from faceledger.errors import ConfigError, FaceledgerError
 from faceledger.gallery.store import Gallery
 from faceledger.images import collect_images
 from faceledger.ledger import Ledger
+from faceledger.ledger.audit import Actor, key_summary
 
 MAX_SECONDS = 600
 MAX_CLIENTS = 64
@@ -295,8 +297,9 @@ def make_keys(db: Path, actor: str) -> dict[Role, str]:
     """An enroller and an operator key named ``actor`` (revoked by :func:`revoke_keys`)."""
     with Gallery(db) as gallery:
         keys = KeyStore(gallery)
+        record = _key_record(gallery, "key.create")
         return {
-            role: keys.create(actor, role, "faceledger bench service")[0]
+            role: keys.create(actor, role, "faceledger bench service", record)[0]
             for role in (Role.enroller, Role.operator)
         }
 
@@ -304,10 +307,21 @@ def make_keys(db: Path, actor: str) -> dict[Role, str]:
 def revoke_keys(db: Path, tokens: Mapping[Role, str]) -> None:
     with Gallery(db) as gallery:
         keys = KeyStore(gallery)
+        record = _key_record(gallery, "key.revoke")
         for token in tokens.values():
             key = keys.authenticate(token)
             if key is not None:
-                keys.revoke(key.id)
+                keys.revoke(key.id, record)
+
+
+def _key_record(gallery: Gallery, action: str) -> Callable[[Connection, ApiKey], None]:
+    """Key changes are in the ledger like any other (by the OS user running the bench)."""
+    ledger, who = Ledger(gallery), Actor.os_user()
+
+    def within(conn: Connection, key: ApiKey) -> None:
+        ledger.append_in(conn, who.name, who.role, action, result=key_summary(key))
+
+    return within
 
 
 def enroll(

@@ -32,7 +32,7 @@ from faceledger.errors import ConfigError
 from faceledger.gallery.store import Gallery, write_txn
 from faceledger.images import sha256_of
 from faceledger.ledger import Ledger, LedgerEntry
-from faceledger.ledger.audit import Actor
+from faceledger.ledger.audit import Actor, key_summary
 
 # ---- shared: the gallery, the ledger, the actor ---------------------------------------------
 
@@ -136,11 +136,6 @@ Since = Annotated[
 ROLES = " | ".join(r.value for r in Role)
 
 
-def _key_result(key: ApiKey) -> dict[str, str]:
-    """What the ledger keeps of a key: never the token (nor its hash)."""
-    return {"key": key.id, "name": key.name, "role": key.role.value}
-
-
 @keys_app.command("create")
 @handle_errors
 def keys_create(
@@ -157,7 +152,7 @@ def keys_create(
         ledger = Ledger(gallery)
 
         def within(conn: Connection, key: ApiKey) -> None:
-            log_in(conn, ledger, "key.create", _key_result(key))
+            log_in(conn, ledger, "key.create", key_summary(key))
 
         token, key = KeyStore(gallery).create(name, wanted, Actor.os_user().name, within)
     if json_out:
@@ -204,7 +199,7 @@ def keys_revoke(
         ledger = Ledger(gallery)
 
         def within(conn: Connection, key: ApiKey) -> None:
-            log_in(conn, ledger, "key.revoke", _key_result(key))
+            log_in(conn, ledger, "key.revoke", key_summary(key))
 
         key = KeyStore(gallery).revoke(key_id, within)
     if json_out:

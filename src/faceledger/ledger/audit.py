@@ -12,6 +12,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from faceledger.access import ApiKey
 from faceledger.gallery.store import Erasure
 from faceledger.types import ImageResult, Match, Verification
 
@@ -106,3 +107,8 @@ def tracks_summary(
     if error is not None:
         out["error"] = error
     return out
+
+
+def key_summary(key: ApiKey) -> dict[str, str]:
+    """What the ledger keeps of a key change: its id, holder and role; never the token."""
+    return {"key": key.id, "name": key.name, "role": key.role.value}
