@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 from PIL import Image
+from support.clocks import T0, Clock
 from support.events import crop_image, decision
 
 from faceledger.errors import ConfigError, NotFoundError, StorageError
@@ -37,19 +38,7 @@ from faceledger.events import (
 from faceledger.gallery import Gallery, NewTemplate
 from faceledger.gallery import store as gallery_store
 
-T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 FAST = {"backoff": (0.02, 0.05), "timeout": 2.0}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 def enroll(g: Gallery, name: str) -> None:

@@ -8,34 +8,21 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from support.clocks import T0, Ticker, sha
 
 from faceledger.errors import StorageError
 from faceledger.gallery import Gallery, NewTemplate
 from faceledger.gallery import store as gallery_store
 from faceledger.ledger import GENESIS, Ledger, entry_hash
 
-T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 COLUMNS = ("at", "actor", "role", "action", "purpose", "case_ref", "inputs", "result",
            "gallery", "model", "prev_hash", "hash")  # fmt: skip
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(seconds=1)
-        return self.now
-
-
-def sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @pytest.fixture
@@ -46,7 +33,7 @@ def gallery(tmp_path: Path) -> Iterator[Gallery]:
 
 @pytest.fixture
 def ledger(gallery: Gallery) -> Ledger:
-    return Ledger(gallery, clock=Clock())
+    return Ledger(gallery, clock=Ticker())
 
 
 def fill(ledger: Ledger, n: int = 6) -> list[str]:

@@ -14,7 +14,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ import pytest
 import sqlalchemy as sa
 from PIL import Image
 from sqlalchemy.engine import Connection
+from support.clocks import T0, Clock, Ticker, sha
 from support.events import decision
 
 from faceledger.access import (
@@ -47,38 +48,9 @@ from faceledger.images import Blob, load_image, sha256_of
 from faceledger.ledger import GENESIS, Ledger
 from faceledger.ledger.retention import Policy, run_retention
 
-T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 SMOKE = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "smoke"
 MAX_PIXELS = 50_000_000
 MAX_BYTES = 50_000_000
-
-
-class Clock:
-    """Stands still until told to move."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
-class Ticker:
-    """Moves one second on every reading (ledger entries get distinct times)."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(seconds=1)
-        return self.now
-
-
-def sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def template(source: str = "a.jpg", vector: tuple[float, ...] = (1.0, 0.0, 0.0)) -> NewTemplate:
