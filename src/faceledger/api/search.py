@@ -9,9 +9,11 @@ from pydantic import BaseModel
 
 from faceledger.access import ApiKey, Permission
 from faceledger.api.auth import actor, require, service
+from faceledger.api.service import Service
 from faceledger.api.uploads import read_upload
 from faceledger.errors import InputError
 from faceledger.images import sha256_of
+from faceledger.ledger import LedgerEntry
 from faceledger.ledger.audit import identify_summary, verify_summary
 from faceledger.types import ImageResult
 
@@ -156,14 +158,15 @@ def detect(
 
 
 def _record(
-    svc: Any,
+    svc: Service,
     key: ApiKey,
     action: str,
     inputs: list[str],
     result: Any,
     purpose: str | None,
     case_ref: str | None,
-) -> Any:
+) -> LedgerEntry:
+    """The ledger entry of one search, written before the answer is sent."""
     who = actor(key)
     return svc.ledger.append(
         who.name,

@@ -92,7 +92,7 @@ def create(request: Request, key: Writer, body: SubjectCreate) -> Any:
         svc.ledger.append_in(conn, who.name, who.role, "subject.create", result=result)
 
     info = svc.engine.gallery.create_subject(body.name, body.legal_basis, within)
-    return Subject(**{**info.__dict__, "models": list(info.models)}, watchlists=lists)
+    return Subject(**info.__dict__, watchlists=lists)
 
 
 @router.get("", response_model=list[Subject])
@@ -103,10 +103,7 @@ def list_subjects(request: Request, key: Reader) -> Any:
         for name in wl.subjects:
             members.setdefault(name, []).append(wl.name)
     return [
-        Subject(
-            **{**s.__dict__, "models": [m for m in s.models if m]},
-            watchlists=members.get(s.name, []),
-        )
+        Subject(**s.__dict__, watchlists=members.get(s.name, []))
         for s in svc.engine.gallery.subjects()
     ]
 
@@ -115,8 +112,7 @@ def list_subjects(request: Request, key: Reader) -> Any:
 def show(request: Request, key: Reader, name: Name) -> Any:
     svc = service(request)
     info, _ = svc.engine.gallery.subject(name)
-    models = [m for m in info.models if m]
-    return Subject(**{**info.__dict__, "models": models}, watchlists=svc.watchlists.of(name))
+    return Subject(**info.__dict__, watchlists=svc.watchlists.of(name))
 
 
 @router.delete("/{name}", response_model=Erased)

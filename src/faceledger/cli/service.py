@@ -29,7 +29,7 @@ from faceledger.cli.common import (
 )
 from faceledger.cli.render import emit_json, err, out
 from faceledger.errors import ConfigError
-from faceledger.gallery.store import Gallery, write_txn
+from faceledger.gallery.store import Gallery
 from faceledger.images import sha256_of
 from faceledger.ledger import Ledger, LedgerEntry
 from faceledger.ledger.audit import Actor, key_summary
@@ -85,17 +85,17 @@ def log(
     case_ref: str | None = None,
 ) -> LedgerEntry:
     """Append one entry by the OS user (role ``cli``) in its own transaction."""
-    with write_txn(ledger.engine) as conn:
-        return log_in(
-            conn,
-            ledger,
-            action,
-            result,
-            inputs=inputs,
-            model=model,
-            purpose=purpose,
-            case_ref=case_ref,
-        )
+    actor = Actor.os_user()
+    return ledger.append(
+        actor.name,
+        actor.role,
+        action,
+        purpose=purpose,
+        case_ref=case_ref,
+        inputs=inputs,
+        result=result,
+        model=model,
+    )
 
 
 def digests_of(paths: Iterable[Path]) -> list[str]:

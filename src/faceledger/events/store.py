@@ -231,13 +231,19 @@ class EventStore:
     def purge_expired(self) -> int:
         """Erase the crops whose time is up; the events (and expires_at) stay. Returns count."""
         with self.engine.begin() as conn:
-            result = conn.execute(
-                events.update()
-                .where(events.c.best_crop_png.is_not(None))
-                .where(events.c.expires_at <= iso(self.clock()))
-                .values(best_crop_png=None)
-            )
-            return int(result.rowcount)
+            return erase_expired_crops(conn, self.clock())
+
+
+def erase_expired_crops(conn: sa.Connection, moment: datetime) -> int:
+    """Erase, inside the caller's transaction, the crops whose ``expires_at`` is past at
+    ``moment`` (strangers' crops kept with --keep-unknown); returns how many."""
+    result = conn.execute(
+        events.update()
+        .where(events.c.best_crop_png.is_not(None))
+        .where(events.c.expires_at <= iso(moment))
+        .values(best_crop_png=None)
+    )
+    return int(result.rowcount)
 
 
 def _record(row: Any, crop: bytes | None = None) -> EventRecord:

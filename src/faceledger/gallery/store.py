@@ -587,7 +587,7 @@ class Gallery:
         )
         with self.engine.connect() as conn:
             return [
-                SubjectInfo(name, basis, created, int(n), tuple(sorted((models or "").split(","))))
+                SubjectInfo(name, basis, created, int(n), _model_ids(models))
                 for name, basis, created, n, models in conn.execute(query).all()
             ]
 
@@ -635,6 +635,11 @@ class Gallery:
         with self.engine.connect() as conn:
             for template_id, png, geometry in conn.execute(query):
                 yield StoredCrop(int(template_id), bytes(png), json.loads(geometry))
+
+
+def _model_ids(joined: str | None) -> tuple[str, ...]:
+    """GROUP_CONCAT's text -> sorted model ids (none for a subject without templates)."""
+    return tuple(sorted(m for m in (joined or "").split(",") if m))
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

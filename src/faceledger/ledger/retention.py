@@ -16,7 +16,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from faceledger.events.store import EVENTS_SCHEMA, Clock, iso, utc_now
+from faceledger.events.store import EVENTS_SCHEMA, Clock, erase_expired_crops, iso, utc_now
 from faceledger.gallery.store import Gallery, engine_with_schema, events, write_txn
 from faceledger.ledger.chain import Ledger
 
@@ -63,16 +63,10 @@ def run_retention(
             .where(events.c.created_at < evidence_before)
             .values(best_crop_png=None)
         )
-        unknown = conn.execute(
-            events.update()
-            .where(events.c.best_crop_png.is_not(None))
-            .where(events.c.expires_at <= iso(moment))
-            .values(best_crop_png=None)
-        )
         counts = {
             "events_deleted": int(deleted.rowcount),
             "evidence_erased": int(evidence.rowcount),
-            "unknown_erased": int(unknown.rowcount),
+            "unknown_erased": erase_expired_crops(conn, moment),
             "events_before": events_before,
             "evidence_before": evidence_before,
         }
