@@ -8,8 +8,12 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from faceledger.testing.postgres import PostgresCluster
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -122,3 +126,47 @@ def models_dir() -> Path:
 def pytest_report_header() -> str:
     state = "present" if SHARED.is_dir() else "ABSENT (data tests will skip)"
     return f"shared data: {SHARED} {state}; threads: {os.cpu_count()}"
+
+
+# -- PostgreSQL: a throw-away server for the tests that need one ---------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """One throw-away PostgreSQL cluster for the session (skips, saying why, without one)."""
+    from faceledger.testing.postgres import PostgresCluster, unavailable
+
+    reason = unavailable()
+    if reason is not None:
+        pytest.skip(f"PostgreSQL cannot run here: {reason}")
+    with PostgresCluster() as cluster:
+        yield cluster
+
+
+def _fresh_database(cluster: PostgresCluster) -> Iterator[str]:
+    import uuid
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    url = cluster.create_database(name)
+    try:
+        yield url
+    finally:
+        cluster.drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"], ids=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database for one test: a SQLite file path, or a fresh PostgreSQL database's url.
+
+    Only the postgresql case asks for the ``postgres`` fixture, so ``-k sqlite`` runs never
+    start a server."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "gallery.db")
+        return
+    yield from _fresh_database(request.getfixturevalue("postgres"))
+
+
+@pytest.fixture
+def pg_url(postgres: PostgresCluster) -> Iterator[str]:
+    """A fresh PostgreSQL database's url, for tests that need only PostgreSQL."""
+    yield from _fresh_database(postgres)

@@ -26,8 +26,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from faceledger.db.engine import write_txn
+from faceledger.db.schema import api_keys
 from faceledger.errors import ConfigError, ConflictError, NotFoundError
-from faceledger.gallery.store import Gallery, api_keys, engine_with_schema, now, write_txn
+from faceledger.gallery.store import Gallery, engine_with_schema, now
 from faceledger.gallery.watchlists import SERVICE_SCHEMA
 
 TOKEN_PREFIX = "fl_"

@@ -22,6 +22,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from faceledger.db.url import parse_db
 from faceledger.errors import ConfigError
 from faceledger.models.catalog import PROFILES
 
@@ -75,7 +76,10 @@ class Config(BaseSettings):
     flip: bool | None = Field(
         None, description="also embed the mirrored face (default: the profile's choice)"
     )
-    db: Path = Field(default_factory=default_db, description="gallery database (SQLite file)")
+    db: str = Field(
+        default_factory=lambda: str(default_db()),
+        description="gallery database: a SQLite file, or postgresql://user@host:port/name",
+    )
     model_mirror: Path | None = Field(None, description="folder searched for model files")
     model_cache: Path = Field(default_factory=default_cache, description="download cache")
     model_paths: dict[str, Path] = Field(
@@ -114,6 +118,18 @@ class Config(BaseSettings):
     keep_unknown: Duration | None = Field(
         None, description="keep strangers' face crops this long (default: never stored)"
     )
+
+    @field_validator("db", mode="before")
+    @classmethod
+    def _database(cls, value: Any) -> Any:
+        if isinstance(value, Path):
+            value = str(value)
+        if isinstance(value, str):
+            try:
+                parse_db(value)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     @field_validator("profile")
     @classmethod

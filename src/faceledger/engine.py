@@ -74,7 +74,7 @@ class Analysis:
 class Engine:
     """A detector, an aligner, an embedder and a gallery wired from one Config."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, gallery: Gallery | None = None) -> None:
         self.config = config
         self.profile = get_profile(config.profile)
         self.store = ModelStore(
@@ -98,7 +98,8 @@ class Engine:
         self.flip = self.profile.flip if config.flip is None else config.flip
         self.model_id = self.embedder_card.name + ("+flip" if self.flip else "")
         """What the gallery's templates are stamped with: flip vectors never mix with plain."""
-        self._gallery: Gallery | None = None
+        self._gallery: Gallery | None = gallery
+        self._owns_gallery = gallery is None
         self._matcher: Matcher | None = None
         self._revision = -1
 
@@ -129,7 +130,7 @@ class Engine:
         return self._gallery
 
     def close(self) -> None:
-        if self._gallery is not None:
+        if self._gallery is not None and self._owns_gallery:
             self._gallery.close()
             self._gallery = None
 
@@ -185,7 +186,7 @@ class Engine:
         """Every face in one image with its open-set decision; raises InputError."""
         found = self.analyze(src)
         matches = self.matcher().match(self.embed(found.image, found.faces), top)
-        return _image_result(found, matches)
+        return image_result(found, matches)
 
     def identify_many(self, paths: Iterable[Path], top: int = 1) -> Iterator[ImageResult]:
         self.matcher()  # fail early on an unusable gallery, before any image
@@ -197,7 +198,7 @@ class Engine:
 
     def locate(self, src: ImageSource) -> ImageResult:
         """The faces of one image, nobody identified; raises InputError."""
-        return _image_result(self.analyze(src), None)
+        return image_result(self.analyze(src), None)
 
     def detect_many(self, paths: Iterable[Path]) -> Iterator[tuple[ImageResult, Analysis | None]]:
         for path in paths:
@@ -206,7 +207,7 @@ class Engine:
             except InputError as exc:
                 yield ImageResult(str(path), error=exc.reason), None
                 continue
-            yield _image_result(found, None), found
+            yield image_result(found, None), found
 
     def verify(self, a: ImageSource, b: ImageSource) -> Verification:
         """Compare the largest face of two images."""
@@ -221,7 +222,7 @@ class Engine:
             picked.append(Analysis(found.source, found.image, found.faces.largest()))
         ea, eb = (self.embed(p.image, p.faces) for p in picked)
         score = float(ea.vectors[0] @ eb.vectors[0])
-        faces = (_face_result(picked[0].faces, 0, None), _face_result(picked[1].faces, 0, None))
+        faces = (face_result(picked[0].faces, 0, None), face_result(picked[1].faces, 0, None))
         return Verification(
             score, self.threshold, score >= self.threshold.value, faces, tuple(notes)
         )
@@ -333,15 +334,15 @@ def _png(image: ImageArray) -> bytes:
     return buffer.getvalue()
 
 
-def _face_result(faces: Faces, i: int, match: Match | None) -> FaceResult:
+def face_result(faces: Faces, i: int, match: Match | None) -> FaceResult:
     x1, y1, x2, y2 = (float(v) for v in faces.boxes[i])
     landmarks = tuple((float(x), float(y)) for x, y in faces.landmarks[i])
     return FaceResult((x1, y1, x2, y2), float(faces.scores[i]), landmarks, match)
 
 
-def _image_result(found: Analysis, matches: list[Match] | None) -> ImageResult:
+def image_result(found: Analysis, matches: list[Match] | None) -> ImageResult:
     faces = tuple(
-        _face_result(found.faces, i, matches[i] if matches is not None else None)
+        face_result(found.faces, i, matches[i] if matches is not None else None)
         for i in range(len(found.faces))
     )
     h, w = found.image.shape[:2]

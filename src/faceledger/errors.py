@@ -13,6 +13,8 @@
     +-- NotFoundError                a named subject (or other record) does not exist
     +-- ConflictError                the request clashes with a record's state (reviewed twice)
     +-- StorageError                 the gallery database cannot be used
+        +-- StorageBusyError         locked by another writer, or the server unreachable:
+        |                            try again (API: 503 with Retry-After)
         +-- ModelMismatchError       the gallery was enrolled with another embedder
 
 Front ends map these to exit codes (CLI) or HTTP statuses (API); nothing else should be
@@ -71,6 +73,12 @@ class StorageError(FaceledgerError):
     """The gallery database is unusable (not ours, corrupt, locked, newer schema)."""
 
 
+class StorageBusyError(StorageError):
+    """The database is locked past the busy timeout, or its server does not answer now."""
+
+    retry_after_s = 5
+
+
 class ModelMismatchError(StorageError):
     """Templates in the gallery were made by another embedder than the one in use."""
 
@@ -87,5 +95,6 @@ __all__ = [
     "ModelNotFoundError",
     "NoFaceError",
     "NotFoundError",
+    "StorageBusyError",
     "StorageError",
 ]

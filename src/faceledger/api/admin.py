@@ -12,7 +12,8 @@ from sqlalchemy.engine import Connection
 
 from faceledger.access import ApiKey, Permission, Role
 from faceledger.api.auth import actor, require, service
-from faceledger.gallery.store import SCHEMA_VERSION, events, outbox
+from faceledger.db.migrate import SCHEMA_VERSION
+from faceledger.db.schema import events, outbox
 from faceledger.gallery.watchlists import WatchList
 from faceledger.ledger.audit import key_summary
 from faceledger.ledger.retention import Policy, run_retention

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -14,6 +15,7 @@ from faceledger.cli.render import err
 from faceledger.config import Config, load_config
 from faceledger.errors import ConfigError, FaceledgerError
 from faceledger.images import collect_images
+from faceledger.operations import Acting, Operations
 
 app = typer.Typer(
     name="faceledger",
@@ -77,9 +79,11 @@ Profile = Annotated[
     ),
 ]
 Db = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
-        "--db", help="gallery database file  [env FACELEDGER_DB; default in your data folder]"
+        "--db",
+        help="gallery database: a SQLite file, or postgresql://user@host:port/name  "
+        "[env FACELEDGER_DB; default gallery.db in your data folder]",
     ),
 ]
 Json = Annotated[
@@ -129,11 +133,35 @@ def handle_errors(func: F) -> F:
 
 def make_config(
     profile: str | None = None,
-    db: Path | None = None,
+    db: str | Path | None = None,
     strictness: str | None = None,
     offline: bool = False,
 ) -> Config:
     return load_config(profile=profile, db=db, strictness=strictness, offline=offline or None)
+
+
+@contextlib.contextmanager
+def open_ops(
+    db: str | None = None,
+    *,
+    create: bool = False,
+    profile: str | None = None,
+    strictness: str | None = None,
+    offline: bool = False,
+    config: Config | None = None,
+) -> Iterator[Operations]:
+    """The accountable operations over the gallery named by --db (or the configuration).
+    A missing SQLite file is a usage error unless ``create`` (commands that only read
+    leave no empty gallery behind)."""
+    config = config or make_config(profile, db, strictness, offline)
+    with Operations(config, create=create) as ops:
+        yield ops
+
+
+def me(purpose: str | None = None, case: str | None = None) -> Acting:
+    """The acting person at the command line: the operating-system user (role ``cli``);
+    never a name given on the command line, so one person cannot act as two."""
+    return Acting.os_user(purpose, case)
 
 
 def gather(paths: list[Path]) -> list[Path]:

@@ -16,9 +16,11 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from faceledger.db.engine import write_txn
+from faceledger.db.schema import events, reviews
 from faceledger.errors import ConfigError, ConflictError, NotFoundError
 from faceledger.events.store import EVENTS_SCHEMA, Clock, iso, utc_now
-from faceledger.gallery.store import Gallery, engine_with_schema, events, reviews, write_txn
+from faceledger.gallery.store import Gallery, engine_with_schema
 
 Decision = Literal["confirm", "reject"]
 DECISIONS: tuple[str, ...] = ("confirm", "reject")

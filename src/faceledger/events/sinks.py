@@ -45,9 +45,10 @@ from typing import IO, Any, Protocol, runtime_checkable
 
 import sqlalchemy as sa
 
+from faceledger.db.schema import outbox
 from faceledger.errors import ConfigError, StorageError
 from faceledger.events.store import Clock, engine_of, iso, utc_now
-from faceledger.gallery.store import Gallery, outbox
+from faceledger.gallery.store import Gallery
 
 log = logging.getLogger(__name__)
 

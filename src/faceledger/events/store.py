@@ -23,8 +23,10 @@ import numpy as np
 import sqlalchemy as sa
 from PIL import Image
 
+from faceledger.db.engine import write_txn
+from faceledger.db.schema import events, outbox, subjects
 from faceledger.errors import NotFoundError
-from faceledger.gallery.store import Gallery, engine_with_schema, events, subjects, write_txn
+from faceledger.gallery.store import Gallery, engine_with_schema
 from faceledger.gallery.watchlists import reviews_needed
 
 if TYPE_CHECKING:
@@ -146,8 +148,10 @@ class EventStore:
         keep_unknown: timedelta | None = None,
         *,
         started_at: datetime | None = None,
+        within: Callable[[sa.Connection, int], None] | None = None,
     ) -> int:
-        """Store one decision; returns the event id. ``started_at``: wall clock of first_t."""
+        """Store one decision; returns the event id. ``started_at``: wall clock of first_t.
+        ``within(conn, event_id)`` runs inside the insert's transaction (its ledger entry)."""
         match = decision.match
         stamp = self.clock()
         crop: bytes | None = None
@@ -191,7 +195,10 @@ class EventStore:
                     reviews_needed=needed,
                 )
             )
-            return int(inserted.inserted_primary_key[0])  # type: ignore[index]
+            event_id = int(inserted.inserted_primary_key[0])  # type: ignore[index]
+            if within is not None:
+                within(conn, event_id)
+            return event_id
 
     def list(
         self,
@@ -227,6 +234,15 @@ class EventStore:
             raise NotFoundError(f"no event {event_id} in {self.engine.url}")
         crop = row.best_crop_png
         return _record(row, None if crop is None else bytes(crop))
+
+    def queue_counts(self) -> dict[str, int]:
+        """Events waiting for review, and webhook deliveries waiting in the outbox."""
+        with self.engine.connect() as conn:
+            pending = conn.execute(
+                sa.select(sa.func.count()).where(events.c.review == "pending")
+            ).scalar()
+            queued = conn.execute(sa.select(sa.func.count()).select_from(outbox)).scalar()
+        return {"pending_reviews": int(pending or 0), "outbox": int(queued or 0)}
 
     def purge_expired(self) -> int:
         """Erase the crops whose time is up; the events (and expires_at) stay. Returns count."""

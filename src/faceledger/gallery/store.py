@@ -1,14 +1,13 @@
 """The gallery: subjects (with their legal basis) and templates, in SQL via SQLAlchemy Core.
 
-SQLite is the embedded default; the tables use only portable types so a server database can
-follow. The schema is versioned in the ``meta`` table and upgraded by ``MIGRATIONS`` in order,
-each inside one transaction. Every write that belongs together (one subject's enrollment, a
-re-embedding of the whole gallery) is one transaction: on any error nothing is written.
+The tables, their migrations and the SQLite/PostgreSQL differences are in
+``faceledger.db``; this module reads and writes subjects and templates. Every write that
+belongs together (one subject's enrollment, a re-embedding of the whole gallery) is one
+transaction: on any error nothing is written.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -20,6 +19,9 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from faceledger.db import Database, DatabaseUrl
+from faceledger.db.engine import distinct_agg, write_txn
+from faceledger.db.schema import events, meta_table, subjects, templates
 from faceledger.errors import (
     ConfigError,
     ConflictError,
@@ -27,215 +29,6 @@ from faceledger.errors import (
     NotFoundError,
     StorageError,
 )
-
-APP_ID = "faceledger-gallery"
-metadata = sa.MetaData()
-
-meta_table = sa.Table(
-    "meta",
-    metadata,
-    sa.Column("key", sa.String(64), primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
-)
-subjects = sa.Table(
-    "subjects",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("name", sa.String(200), nullable=False, unique=True),
-    sa.Column("legal_basis", sa.Text, nullable=False),
-    sa.Column("created_at", sa.String(40), nullable=False),
-)
-templates = sa.Table(
-    "templates",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column(
-        "subject_id", sa.Integer, sa.ForeignKey("subjects.id", ondelete="CASCADE"), nullable=False
-    ),
-    sa.Column("model_id", sa.String(100), nullable=False, index=True),
-    sa.Column("embedding", sa.LargeBinary, nullable=False),
-    sa.Column("dim", sa.Integer, nullable=False),
-    sa.Column("legal_basis", sa.Text, nullable=False),
-    sa.Column("source_name", sa.Text, nullable=False),
-    sa.Column("source_sha256", sa.String(64), nullable=False),
-    sa.Column("quality", sa.Float, nullable=False),
-    sa.Column("det_score", sa.Float, nullable=False),
-    sa.Column("crop_png", sa.LargeBinary, nullable=False),
-    sa.Column("crop_geometry", sa.Text, nullable=False),
-    sa.Column("created_at", sa.String(40), nullable=False),
-)
-# v2: what video scanning decided (one row per face track; see faceledger.events.store)
-events = sa.Table(
-    "events",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("created_at", sa.String(40), nullable=False),
-    sa.Column("source", sa.Text, nullable=False),
-    sa.Column("camera", sa.String(200), nullable=True),
-    sa.Column("track_id", sa.Integer, nullable=False),
-    sa.Column("first_t", sa.Float, nullable=False),
-    sa.Column("last_t", sa.Float, nullable=False),
-    sa.Column("started_at", sa.String(40), nullable=True),
-    sa.Column("subject", sa.String(200), nullable=True),
-    sa.Column(
-        "subject_id",
-        sa.Integer,
-        sa.ForeignKey("subjects.id", ondelete="SET NULL"),
-        nullable=True,
-        index=True,
-    ),
-    sa.Column("score", sa.Float, nullable=False),
-    sa.Column("threshold", sa.Float, nullable=False),
-    sa.Column("threshold_fmr", sa.Float, nullable=False),
-    sa.Column("model_id", sa.String(100), nullable=False),
-    sa.Column("status", sa.String(20), nullable=False),
-    sa.Column("best_crop_png", sa.LargeBinary, nullable=True),
-    sa.Column("expires_at", sa.String(40), nullable=True, index=True),
-    # v4: human review. review: NULL (none asked), pending, confirmed or rejected;
-    # reviews_needed: distinct confirmations required (2 on a two-person watch list)
-    sa.Column("review", sa.String(20), nullable=True, index=True),
-    sa.Column("reviews_needed", sa.Integer, nullable=False, server_default="0"),
-    sqlite_autoincrement=True,  # ids are handed out (webhooks): never reuse one
-)
-outbox = sa.Table(
-    "outbox",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("event_id", sa.Integer, nullable=True),
-    sa.Column("sink", sa.Text, nullable=False, index=True),
-    sa.Column("payload", sa.Text, nullable=False),
-    sa.Column("attempts", sa.Integer, nullable=False),
-    sa.Column("next_attempt_at", sa.String(40), nullable=True),
-    sa.Column("last_error", sa.Text, nullable=True),
-    sa.Column("created_at", sa.String(40), nullable=False),
-    sqlite_autoincrement=True,  # a row id is the delivery's Idempotency-Key
-)
-# v3: the append-only, hash-chained audit ledger (see faceledger.ledger)
-ledger = sa.Table(
-    "ledger",
-    metadata,
-    sa.Column("seq", sa.Integer, primary_key=True),
-    sa.Column("at", sa.String(40), nullable=False),
-    sa.Column("actor", sa.Text, nullable=False),
-    sa.Column("role", sa.Text, nullable=False),
-    sa.Column("action", sa.String(100), nullable=False, index=True),
-    sa.Column("purpose", sa.Text, nullable=True),
-    sa.Column("case_ref", sa.Text, nullable=True),
-    sa.Column("inputs", sa.Text, nullable=False),  # JSON list of sha256 hex
-    sa.Column("result", sa.Text, nullable=False),  # JSON
-    sa.Column("gallery", sa.Text, nullable=False),
-    sa.Column("model", sa.String(100), nullable=True),
-    sa.Column("prev_hash", sa.String(64), nullable=False),
-    sa.Column("hash", sa.String(64), nullable=False, unique=True),
-    sqlite_autoincrement=True,  # a seq is never reused, even after a deletion
-)
-
-
-# v4: the service: API keys, watch lists (with their review rules) and human reviews
-api_keys = sa.Table(
-    "api_keys",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("name", sa.String(200), nullable=False),
-    sa.Column("role", sa.String(20), nullable=False),
-    sa.Column("prefix", sa.String(20), nullable=False, unique=True),
-    sa.Column("secret_sha256", sa.String(64), nullable=False, unique=True),
-    sa.Column("created_at", sa.String(40), nullable=False),
-    sa.Column("created_by", sa.Text, nullable=False),
-    sa.Column("revoked_at", sa.String(40), nullable=True),
-    sqlite_autoincrement=True,
-)
-watchlists = sa.Table(
-    "watchlists",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("name", sa.String(200), nullable=False, unique=True),
-    sa.Column("review", sa.Boolean, nullable=False),
-    sa.Column("two_person", sa.Boolean, nullable=False),
-    sa.Column("created_at", sa.String(40), nullable=False),
-)
-watchlist_members = sa.Table(
-    "watchlist_members",
-    metadata,
-    sa.Column(
-        "watchlist_id",
-        sa.Integer,
-        sa.ForeignKey("watchlists.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
-    sa.Column(
-        "subject_id", sa.Integer, sa.ForeignKey("subjects.id", ondelete="CASCADE"), primary_key=True
-    ),
-)
-reviews = sa.Table(
-    "reviews",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column(
-        "event_id",
-        sa.Integer,
-        sa.ForeignKey("events.id", ondelete="CASCADE"),
-        nullable=False,
-        index=True,
-    ),
-    sa.Column("reviewer", sa.Text, nullable=False),
-    sa.Column("decision", sa.String(10), nullable=False),
-    sa.Column("comment", sa.Text, nullable=True),
-    sa.Column("at", sa.String(40), nullable=False),
-)
-
-
-def _v1(conn: Connection) -> None:
-    metadata.create_all(conn, tables=[meta_table, subjects, templates])
-
-
-def _v2(conn: Connection) -> None:
-    metadata.create_all(conn, tables=[events, outbox])
-
-
-def _v3(conn: Connection) -> None:
-    metadata.create_all(conn, tables=[ledger])
-    if conn.dialect.name == "sqlite":
-        # Defence in depth: the hash chain detects tampering, these make it deliberate.
-        for verb in ("UPDATE", "DELETE"):
-            conn.exec_driver_sql(
-                f"CREATE TRIGGER ledger_no_{verb.lower()} BEFORE {verb} ON ledger "
-                "BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END"
-            )
-
-
-def _v4(conn: Connection) -> None:
-    metadata.create_all(conn, tables=[api_keys, watchlists, watchlist_members, reviews])
-    have = {c["name"] for c in sa.inspect(conn).get_columns("events")}
-    for column in ("review", "reviews_needed"):
-        if column not in have:  # galleries created before v4 (new ones get them in _v2)
-            kind = "VARCHAR(20)" if column == "review" else "INTEGER NOT NULL DEFAULT 0"
-            conn.exec_driver_sql(f"ALTER TABLE events ADD COLUMN {column} {kind}")
-    # the index new galleries get with the column (events.c.review has index=True)
-    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_events_review ON events (review)")
-
-
-MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_v1, _v2, _v3, _v4)
-"""MIGRATIONS[i] upgrades schema version i to i+1."""
-SCHEMA_VERSION = len(MIGRATIONS)
-
-
-@contextlib.contextmanager
-def write_txn(engine: sa.Engine) -> Iterator[Connection]:
-    """One write transaction that holds the write lock from its start (SQLite: BEGIN
-    IMMEDIATE), so what it reads cannot change before it writes; commits or rolls back."""
-    with engine.connect() as conn:
-        if conn.dialect.name == "sqlite":
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-        else:
-            conn.begin()
-        try:
-            yield conn
-        except BaseException:
-            conn.rollback()
-            raise
-        conn.commit()
-
 
 Within = Callable[[Connection, bool], None]
 """Called inside a write's transaction, before it commits (e.g. to append the ledger
@@ -297,62 +90,19 @@ class StoredCrop:
 
 
 class Gallery:
-    """One gallery database. Opening it checks it is ours and brings its schema up to date."""
+    """The subjects and templates of one database (a :class:`Database`, or what ``--db``
+    names: a SQLite file or a PostgreSQL URL, opened here and closed with the gallery)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StorageError(f"{path}: cannot create its folder ({exc})") from exc
-        self.engine = sa.create_engine(f"sqlite:///{path}", future=True)
-        sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        try:
-            self._open()
-            # Only once the file is known to be ours: WAL is recorded in the file's header.
-            with self.engine.connect() as conn:
-                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
-        except sa.exc.DatabaseError as exc:
-            self.engine.dispose()
-            raise StorageError(f"{path}: not a usable faceledger gallery ({exc.orig})") from None
-        except BaseException:
-            self.engine.dispose()
-            raise
-
-    def _open(self) -> None:
-        with self.engine.begin() as conn:
-            tables = set(sa.inspect(conn).get_table_names())
-            if not tables:
-                meta_table.create(conn)
-                conn.execute(meta_table.insert(), [{"key": "app", "value": APP_ID}])
-                version = 0
-            elif "meta" not in tables:
-                found = ", ".join(sorted(tables))
-                raise StorageError(
-                    f"{self.path}: not a faceledger gallery (it holds tables {found})"
-                )
-            else:
-                values = dict(conn.execute(sa.select(meta_table.c.key, meta_table.c.value)).all())
-                if values.get("app") != APP_ID:
-                    raise StorageError(f"{self.path}: not a faceledger gallery")
-                version = int(values.get("schema_version", "0"))
-            if version > SCHEMA_VERSION:
-                raise StorageError(
-                    f"{self.path}: gallery schema v{version} is newer than this faceledger "
-                    f"(v{SCHEMA_VERSION}); upgrade faceledger"
-                )
-        for step in range(version, SCHEMA_VERSION):
-            with self.engine.begin() as conn:
-                MIGRATIONS[step](conn)
-                self._set_meta(conn, "schema_version", str(step + 1))
-
-    @staticmethod
-    def _set_meta(conn: Connection, key: str, value: str) -> None:
-        conn.execute(meta_table.delete().where(meta_table.c.key == key))
-        conn.execute(meta_table.insert().values(key=key, value=value))
+    def __init__(self, target: Database | str | Path | DatabaseUrl) -> None:
+        self._owns = not isinstance(target, Database)
+        self.db = target if isinstance(target, Database) else Database(target)
+        self.engine = self.db.engine
+        self.path = self.db.name
+        """The database's name in messages (a file's path; a URL without its password)."""
 
     def close(self) -> None:
-        self.engine.dispose()
+        if self._owns:
+            self.db.close()
 
     def __enter__(self) -> Gallery:
         return self
@@ -495,11 +245,9 @@ class Gallery:
         return SubjectInfo(name, legal_basis, stamp, 0, ())
 
     def flush_erased(self) -> None:
-        """Copy the write-ahead log into the database and empty it, so erased crops do not
-        linger in old WAL pages (secure_delete zeroes them in the main file). Best effort:
-        readers still open keep their pages until they finish."""
-        with self.engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        """Leave no erased bytes in the database's files (see ``Database.scrub``); never
+        waits for readers: a pending scrub completes after a later write."""
+        self.db.scrub()
 
     def remove_template(
         self,
@@ -579,7 +327,7 @@ class Gallery:
                 subjects.c.legal_basis,
                 subjects.c.created_at,
                 sa.func.count(templates.c.id),
-                sa.func.group_concat(sa.distinct(templates.c.model_id)),
+                distinct_agg(templates.c.model_id, self.engine.dialect.name),
             )
             .select_from(subjects.outerjoin(templates))
             .group_by(subjects.c.id)
@@ -642,20 +390,12 @@ def _model_ids(joined: str | None) -> tuple[str, ...]:
     return tuple(sorted(m for m in (joined or "").split(",") if m))
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cursor = dbapi_conn.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    # Erased crops and templates are overwritten, not left in free pages (SQLite's
-    # default is off; some builds, e.g. Debian's, turn it on).
-    cursor.execute("PRAGMA secure_delete=ON")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.close()
-
-
-def engine_with_schema(store: Gallery | sa.Engine, version: int, holding: str) -> sa.Engine:
+def engine_with_schema(
+    store: Gallery | Database | sa.Engine, version: int, holding: str
+) -> sa.Engine:
     """The engine of a gallery, checked to be at schema ``version`` or later (it holds
     ``holding``, named in the error)."""
-    engine = store.engine if isinstance(store, Gallery) else store
+    engine = store if isinstance(store, sa.Engine) else store.engine
     try:
         with engine.connect() as conn:
             query = sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")

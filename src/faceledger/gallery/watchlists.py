@@ -14,16 +14,10 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from faceledger.db.engine import write_txn
+from faceledger.db.schema import subjects, watchlist_members, watchlists
 from faceledger.errors import ConfigError, ConflictError, NotFoundError
-from faceledger.gallery.store import (
-    Gallery,
-    engine_with_schema,
-    now,
-    subjects,
-    watchlist_members,
-    watchlists,
-    write_txn,
-)
+from faceledger.gallery.store import Gallery, engine_with_schema, now
 
 SERVICE_SCHEMA = 4
 """The first gallery schema version with API keys, watch lists and reviews."""

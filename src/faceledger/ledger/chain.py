@@ -28,8 +28,12 @@ from typing import IO, Any
 import numpy as np
 import sqlalchemy as sa
 
+from faceledger.db import Database
+from faceledger.db.engine import lock_ledger, top_seq, write_txn
+from faceledger.db.schema import ledger
+from faceledger.errors import StorageError
 from faceledger.events.store import Clock, iso, utc_now
-from faceledger.gallery.store import Gallery, engine_with_schema, ledger, write_txn
+from faceledger.gallery.store import Gallery, engine_with_schema
 
 LEDGER_SCHEMA = 3
 """The first gallery schema version that holds the ledger table."""
@@ -37,6 +41,8 @@ GENESIS = "0" * 64
 """The ``prev_hash`` of the first entry."""
 MAX_TEXT = 4096
 """Longest string accepted in a result: a summary, not a place for encoded images."""
+MAX_DEPTH = 32
+"""Deepest nesting accepted in a result (and read back): summaries are shallow."""
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _FIELDS = (
@@ -66,6 +72,22 @@ def canonical(fields: Mapping[str, Any]) -> bytes:
 def entry_hash(fields: Mapping[str, Any]) -> str:
     """sha256 (hex) of the canonical JSON of ``fields`` without ``hash``."""
     return hashlib.sha256(canonical({k: v for k, v in fields.items() if k != "hash"})).hexdigest()
+
+
+@dataclass(frozen=True)
+class LedgerRecord:
+    """What one entry says before it is chained: who (actor, role), what (action), why
+    (purpose, case reference), on what (sha256 of the inputs), what came back, with which
+    model. Made by ``faceledger.operations`` from its acting context."""
+
+    actor: str
+    role: str
+    action: str
+    purpose: str | None = None
+    case_ref: str | None = None
+    inputs: tuple[str, ...] = ()
+    result: Any = None
+    model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -100,13 +122,15 @@ class VerifyReport:
     reason: str
 
 
-def ledger_engine(store: Gallery | sa.Engine) -> sa.Engine:
+def ledger_engine(store: Gallery | Database | sa.Engine) -> sa.Engine:
     """The engine of a gallery, checked to hold the ledger table (schema v3 or later)."""
     return engine_with_schema(store, LEDGER_SCHEMA, "ledger")
 
 
-def _summary(value: Any) -> Any:
+def _summary(value: Any, depth: int = 0) -> Any:
     """``value`` as plain JSON data; refuses anything that could carry an image."""
+    if depth > MAX_DEPTH:
+        raise ValueError(f"ledger result is nested more than {MAX_DEPTH} levels deep")
     if value is None or isinstance(value, bool | int | str):
         if isinstance(value, str) and len(value) > MAX_TEXT:
             raise ValueError(
@@ -130,10 +154,10 @@ def _summary(value: Any) -> Any:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise ValueError(f"ledger result keys must be strings, not {key!r}")
-            out[key] = _summary(item)
+            out[key] = _summary(item, depth + 1)
         return out
     if isinstance(value, list | tuple):
-        return [_summary(item) for item in value]
+        return [_summary(item, depth + 1) for item in value]
     raise ValueError(f"ledger result holds a {type(value).__name__}, which is not plain JSON")
 
 
@@ -146,11 +170,55 @@ def _inputs(inputs: Iterable[str]) -> list[str]:
     return out
 
 
+class BadEntryError(StorageError):
+    """A stored entry that cannot be read back (crafted or corrupted in the database)."""
+
+    def __init__(self, seq: int, reason: str) -> None:
+        super().__init__(f"ledger entry {seq} is unreadable: {reason} (see: faceledger audit verify)")
+        self.seq = seq
+        self.reason = reason
+
+
 def _entry(row: Any) -> LedgerEntry:
+    """A stored row as an entry; BadEntryError names it when its JSON cannot be read (too
+    deep, malformed, the wrong shape) instead of failing with the parser's own error."""
     values = dict(row._mapping)
-    values["inputs"] = tuple(json.loads(values["inputs"]))
-    values["result"] = json.loads(values["result"])
-    return LedgerEntry(**values)
+    try:
+        values["inputs"] = tuple(_load(values["inputs"]))
+        values["result"] = _load(values["result"])
+        return LedgerEntry(**values)
+    except (ValueError, TypeError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise BadEntryError(int(values.get("seq") or 0), reason) from None
+
+
+def _load(text: Any) -> Any:
+    """JSON text of a stored field, refusing nesting beyond MAX_DEPTH before parsing it
+    (the parser would recurse once per level)."""
+    if not isinstance(text, str):
+        raise TypeError(f"a stored field holds {type(text).__name__}, not JSON text")
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return json.loads(text)  # cannot be too deep: the common case, fast
+    depth = top = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            top = max(top, depth)
+            if top > MAX_DEPTH + 1:
+                raise ValueError(f"JSON nested more than {MAX_DEPTH} levels deep")
+        elif char in "]}":
+            depth -= 1
+    return json.loads(text)
 
 
 class Ledger:
@@ -161,93 +229,60 @@ class Ledger:
     """
 
     def __init__(
-        self, store: Gallery | sa.Engine, *, clock: Clock = utc_now, gallery: str | None = None
+        self,
+        store: Gallery | Database | sa.Engine,
+        *,
+        clock: Clock = utc_now,
+        gallery: str | None = None,
     ) -> None:
         self.engine = ledger_engine(store)
         self.clock = clock
         if gallery is None:
-            gallery = str(store.path) if isinstance(store, Gallery) else str(store.url.database)
+            if isinstance(store, Gallery):
+                gallery = store.path
+            elif isinstance(store, Database):
+                gallery = store.name
+            else:
+                gallery = str(store.url.database)
         self.gallery = gallery
 
-    def append(
-        self,
-        actor: str,
-        role: str,
-        action: str,
-        *,
-        purpose: str | None = None,
-        case_ref: str | None = None,
-        inputs: Iterable[str] = (),
-        result: Any = None,
-        model: str | None = None,
-    ) -> LedgerEntry:
+    def append(self, record: LedgerRecord) -> LedgerEntry:
         """Add one entry, chained to the last one, in its own write transaction."""
         with write_txn(self.engine) as conn:
-            return self.append_in(
-                conn,
-                actor,
-                role,
-                action,
-                purpose=purpose,
-                case_ref=case_ref,
-                inputs=inputs,
-                result=result,
-                model=model,
-            )
+            return self.append_in(conn, record)
 
-    def append_in(
-        self,
-        conn: sa.Connection,
-        actor: str,
-        role: str,
-        action: str,
-        *,
-        purpose: str | None = None,
-        case_ref: str | None = None,
-        inputs: Iterable[str] = (),
-        result: Any = None,
-        model: str | None = None,
-    ) -> LedgerEntry:
-        """Add one entry inside the caller's write transaction (see ``write_txn``: it must
-        hold the write lock before this reads the head), so that a change and its record
-        commit together."""
+    def append_in(self, conn: sa.Connection, record: LedgerRecord) -> LedgerEntry:
+        """Add one entry inside the caller's write transaction, so that a change and its
+        record commit together; the head is locked until that transaction ends."""
+        actor, role, action = record.actor, record.role, record.action
         for name, text in (("actor", actor), ("role", role), ("action", action)):
             if not isinstance(text, str) or not text:
                 raise ValueError(f"a ledger entry needs a non-empty {name}")
-        digests = _inputs(inputs)
-        summary = _summary(result)
+        digests = _inputs(record.inputs)
+        summary = _summary(record.result)
+        lock_ledger(conn)
         last = conn.execute(
             sa.select(ledger.c.hash).order_by(ledger.c.seq.desc()).limit(1)
         ).scalar()
-        seq = self._next_seq(conn)
+        seq = top_seq(conn, ledger, ledger.c.seq) + 1
         fields: dict[str, Any] = {
             "seq": seq,
             "at": iso(self.clock()),
             "actor": actor,
             "role": role,
             "action": action,
-            "purpose": purpose,
-            "case_ref": case_ref,
+            "purpose": record.purpose,
+            "case_ref": record.case_ref,
             "inputs": digests,
             "result": summary,
             "gallery": self.gallery,
-            "model": model,
+            "model": record.model,
             "prev_hash": last or GENESIS,
         }
         digest = entry_hash(fields)
         row = {**fields, "inputs": _json(digests), "result": _json(summary), "hash": digest}
         conn.execute(ledger.insert().values(**row))
         return LedgerEntry(**{**fields, "inputs": tuple(digests), "hash": digest})
-
-    @staticmethod
-    def _next_seq(conn: sa.Connection) -> int:
-        # SQLite's AUTOINCREMENT counter: a seq whose entry was deleted is never reused,
-        # so an entry appended after a truncation still leaves a visible gap.
-        if conn.dialect.name == "sqlite":
-            top = conn.execute(sa.text("SELECT seq FROM sqlite_sequence WHERE name = 'ledger'"))
-        else:
-            top = conn.execute(sa.select(sa.func.max(ledger.c.seq)))
-        return int(top.scalar() or 0) + 1
 
     def head(self) -> str:
         """The hash of the last entry (GENESIS when empty): note it to detect truncation."""
@@ -309,6 +344,9 @@ class Ledger:
                 try:
                     entry = _entry(row)
                     recomputed = entry_hash(entry.as_json())
+                except BadEntryError as exc:
+                    reason = f"entry {row.seq} unreadable: {exc.reason}"
+                    return VerifyReport(False, count, row.seq, reason)
                 except (ValueError, TypeError) as exc:
                     return VerifyReport(False, count, row.seq, f"entry {row.seq} unreadable: {exc}")
                 if entry.seq != prev_seq + 1 and entry.prev_hash != prev_hash:

@@ -11,14 +11,19 @@ The deletions and the ledger entry that records them are one transaction.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import timedelta
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
+from faceledger.db.engine import write_txn
+from faceledger.db.schema import events
 from faceledger.events.store import EVENTS_SCHEMA, Clock, erase_expired_crops, iso, utc_now
-from faceledger.gallery.store import Gallery, engine_with_schema, events, write_txn
-from faceledger.ledger.chain import Ledger
+from faceledger.gallery.store import Gallery, engine_with_schema
+from faceledger.ledger.chain import LedgerEntry
 
 
 @dataclass(frozen=True)
@@ -42,14 +47,13 @@ class RetentionReport:
 
 def run_retention(
     store: Gallery | sa.Engine,
-    ledger: Ledger,
     policy: Policy,
-    actor: str,
-    role: str,
+    record: Callable[[Connection, dict[str, Any]], LedgerEntry],
     *,
     clock: Clock = utc_now,
 ) -> RetentionReport:
-    """Apply ``policy`` now; returns what was removed (also written to the ledger)."""
+    """Apply ``policy`` now; returns what was removed. ``record(conn, counts)`` writes the
+    run's ledger entry inside the same transaction."""
     engine = engine_with_schema(store, EVENTS_SCHEMA, "events tables")
     moment = clock()
     events_before = iso(moment - policy.keep_events)
@@ -70,7 +74,7 @@ def run_retention(
             "events_before": events_before,
             "evidence_before": evidence_before,
         }
-        entry = ledger.append_in(conn, actor, role, "retention.run", result=counts)
+        entry = record(conn, counts)
     if isinstance(store, Gallery):
         store.flush_erased()
     return RetentionReport(**counts, ledger_seq=entry.seq)  # type: ignore[arg-type]

@@ -1,0 +1,107 @@
+"""Keys, watch lists, retention and the ledger itself, on the record."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import IO, Any
+
+from sqlalchemy.engine import Connection
+
+from faceledger.access import ApiKey, Role
+from faceledger.gallery.watchlists import WatchList
+from faceledger.ledger.audit import key_summary
+from faceledger.ledger.chain import LedgerEntry, VerifyReport
+from faceledger.ledger.retention import Policy, RetentionReport, run_retention
+from faceledger.operations.acting import Acting
+from faceledger.operations.base import OperationsBase, Recorded
+
+
+class AdminOperations(OperationsBase):
+    # ---- API keys -----------------------------------------------------------------------
+
+    def create_key(self, acting: Acting, name: str, role: Role) -> Recorded[tuple[str, ApiKey]]:
+        """A new key: (the token, shown only now; its record)."""
+        done: list[LedgerEntry] = []
+        hook = self._hook(lambda key: acting.record("key.create", key_summary(key)), done)
+        token, key = self.keys.create(name, role, acting.actor, hook)
+        return Recorded((token, key), done[0])
+
+    def revoke_key(self, acting: Acting, key_id: str) -> Recorded[ApiKey]:
+        done: list[LedgerEntry] = []
+        hook = self._hook(lambda key: acting.record("key.revoke", key_summary(key)), done)
+        return Recorded(self.keys.revoke(key_id, hook), done[0])
+
+    def list_keys(self) -> list[ApiKey]:
+        return self.keys.all()
+
+    def authenticate(self, token: str) -> ApiKey | None:
+        return self.keys.authenticate(token)
+
+    # ---- watch lists --------------------------------------------------------------------
+
+    def create_watchlist(
+        self, acting: Acting, name: str, review: bool = False, two_person: bool = False
+    ) -> Recorded[WatchList]:
+        done: list[LedgerEntry] = []
+        hook = self._hook(lambda made: acting.record("watchlist.create", made.as_json()), done)
+        made = self.watchlists.create(name, review, two_person, hook)
+        return Recorded(made, done[0])
+
+    def add_to_watchlist(
+        self, acting: Acting, name: str, subjects: Sequence[str]
+    ) -> Recorded[list[str]]:
+        """Put enrolled subjects on a watch list: all of them or none."""
+        wanted = list(dict.fromkeys(subjects))
+        with self.db.write() as conn:
+            for subject in wanted:
+                self.watchlists.add(conn, subject, [name])
+            record = acting.record("watchlist.add", {"watchlist": name, "subjects": wanted})
+            entry = self._log_in(conn, record)
+        return Recorded(wanted, entry)
+
+    def list_watchlists(self) -> list[WatchList]:
+        return self.watchlists.all()
+
+    def watchlists_of(self, subject: str) -> list[str]:
+        return self.watchlists.of(subject)
+
+    # ---- retention ----------------------------------------------------------------------
+
+    def run_retention(self, acting: Acting, policy: Policy | None = None) -> RetentionReport:
+        """Delete what outlived its configured lifetime; the deletions and their entry are
+        one transaction."""
+        policy = policy or Policy(self.config.keep_events, self.config.keep_evidence)
+
+        def record(conn: Connection, counts: dict[str, Any]) -> LedgerEntry:
+            return self._log_in(conn, acting.record("retention.run", counts))
+
+        return run_retention(self.gallery, policy, record, clock=self.clock)
+
+    def purge_expired(self) -> int:
+        """Erase strangers' crops whose time is up (kept only with --keep-unknown)."""
+        return self.events.purge_expired()
+
+    # ---- the ledger, read ---------------------------------------------------------------
+
+    def audit_entries(
+        self,
+        since: datetime | None = None,
+        action: str | None = None,
+        actor: str | None = None,
+        limit: int | None = None,
+    ) -> list[LedgerEntry]:
+        return self.ledger.entries(since, action, actor, limit)
+
+    def audit_verify(self, expected_head: str | None = None) -> VerifyReport:
+        return self.ledger.verify(expected_head)
+
+    def audit_export(self, fp: IO[str]) -> int:
+        return self.ledger.export(fp)
+
+    def audit_head(self) -> str:
+        return self.ledger.head()
+
+    def queue_counts(self) -> dict[str, int]:
+        """Pending reviews and undelivered outbox rows (for metrics)."""
+        return self.events.queue_counts()

@@ -1,0 +1,134 @@
+"""What every operation shares: the database, the stores over it, the engine, the ledger."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from sqlalchemy.engine import Connection
+
+from faceledger.access import KeyStore
+from faceledger.config import Config
+from faceledger.db import Database
+from faceledger.engine import Engine
+from faceledger.events.review import Reviews
+from faceledger.events.store import Clock, EventStore, utc_now
+from faceledger.gallery.store import Gallery
+from faceledger.gallery.watchlists import WatchLists
+from faceledger.ledger.chain import Ledger, LedgerEntry, LedgerRecord
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Recorded(Generic[T]):
+    """What an operation returns: its value, and the ledger entry that records it (written
+    before the value was returned, in the same transaction as any change)."""
+
+    value: T
+    entry: LedgerEntry
+
+    @property
+    def seq(self) -> int:
+        return self.entry.seq
+
+
+class OperationsBase:
+    """The database and stores of one gallery, an engine over it, and the ledger.
+
+    Cheap to construct apart from opening the database (which checks and upgrades its
+    schema); models load on first use or with :meth:`load`."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        create: bool = True,
+        engine: Engine | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.config = config
+        self.db = Database(config.db, create=create)
+        self.clock = clock
+        try:
+            self.gallery = Gallery(self.db)
+            self.ledger = Ledger(self.db, clock=clock)
+            self.events = EventStore(self.db, clock=clock)
+            self.reviews = Reviews(self.db, clock=clock)
+            self.watchlists = WatchLists(self.db)
+            self.keys = KeyStore(self.db)
+        except BaseException:
+            self.db.close()
+            raise
+        self._engine = engine
+        self._lock: threading.Lock | None = None
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    @property
+    def engine(self) -> Engine:
+        """The models and matcher (made on first use; nothing loads before it is needed)."""
+        if self._engine is None:
+            self._engine = Engine(self.config, gallery=self.gallery)
+            # dlib's thread safety is not established: its models run one call at a time.
+            if any(
+                card.name.startswith("dlib")
+                for card in (self._engine.detector_card, self._engine.embedder_card)
+            ):
+                self._lock = threading.Lock()
+        return self._engine
+
+    @functools.cached_property
+    def model_id(self) -> str:
+        return self.engine.model_id
+
+    def load(self) -> None:
+        """Resolve, verify and load every model now, and read the gallery's templates."""
+        self.engine.load()
+        self.engine.matcher()
+
+    @contextlib.contextmanager
+    def inference(self) -> Iterator[Engine]:
+        """The engine, serialised where its models need it (several threads may call)."""
+        engine = self.engine
+        if self._lock is None:
+            yield engine
+        else:
+            with self._lock:
+                yield engine
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+        self.db.close()
+
+    def __enter__(self: T) -> T:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- the ledger ---------------------------------------------------------------------
+
+    def _log(self, record: LedgerRecord) -> LedgerEntry:
+        """One entry in its own transaction (a search: before its answer is returned)."""
+        return self.ledger.append(record)
+
+    def _log_in(self, conn: Connection, record: LedgerRecord) -> LedgerEntry:
+        """One entry inside the transaction of the change it records."""
+        return self.ledger.append_in(conn, record)
+
+    def _hook(
+        self, make: Callable[[T], LedgerRecord], into: list[LedgerEntry]
+    ) -> Callable[[Connection, T], None]:
+        """A store's ``within`` callback: the record of what the store did, written in its
+        transaction; the entry is kept in ``into``."""
+
+        def within(conn: Connection, done: T) -> None:
+            into.append(self.ledger.append_in(conn, make(done)))
+
+        return within

@@ -1,0 +1,61 @@
+"""Stored events on the record: listing them, viewing evidence, human review."""
+
+from __future__ import annotations
+
+import builtins
+from datetime import datetime
+
+from sqlalchemy.engine import Connection
+
+from faceledger.errors import NotFoundError
+from faceledger.events.review import Review, ReviewState
+from faceledger.events.store import EventRecord
+from faceledger.ledger.chain import LedgerEntry
+from faceledger.operations.acting import Acting
+from faceledger.operations.base import OperationsBase, Recorded
+
+
+class EventOperations(OperationsBase):
+    def list_events(
+        self,
+        *,
+        source: str | None = None,
+        subject: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+        review: str | None = None,
+        camera: str | None = None,
+    ) -> builtins.list[EventRecord]:
+        """The newest events (newest first), without their crops."""
+        return self.events.list(
+            source=source, subject=subject, since=since, limit=limit, review=review, camera=camera
+        )
+
+    def event(self, event_id: int) -> tuple[EventRecord, tuple[Review, ...]]:
+        """One event (its crop withheld: see :meth:`view_evidence`) and its reviews."""
+        record = self.events.get(event_id)
+        plain = EventRecord(**{**record.__dict__, "crop_png": None})
+        return plain, self.reviews.of(event_id)
+
+    def view_evidence(self, acting: Acting, event_id: int) -> Recorded[bytes]:
+        """The event's face crop (PNG); each viewing is recorded before the bytes are
+        returned. NotFoundError when no crop is kept."""
+        record = self.events.get(event_id)
+        if record.crop_png is None:
+            raise NotFoundError(f"event {event_id} keeps no face crop")
+        entry = self._log(acting.record("event.crop.view", {"event": event_id}))
+        return Recorded(record.crop_png, entry)
+
+    def review(
+        self, acting: Acting, event_id: int, decision: str, comment: str | None = None
+    ) -> Recorded[ReviewState]:
+        """One reviewer's decision (the acting person); on a two-person list a second,
+        different person must confirm."""
+        done: list[LedgerEntry] = []
+
+        def within(conn: Connection, state: ReviewState) -> None:
+            result = {**state.as_json(), "decision": decision}
+            done.append(self._log_in(conn, acting.record("event.review", result)))
+
+        state = self.reviews.decide(event_id, acting.actor, decision, comment, within)
+        return Recorded(state, done[0])

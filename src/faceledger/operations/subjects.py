@@ -1,0 +1,166 @@
+"""Enrolled people on the record: enrollment, subjects, erasure, re-embedding."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from sqlalchemy.engine import Connection
+
+from faceledger.engine import EnrollReport
+from faceledger.errors import ConfigError, NotFoundError
+from faceledger.gallery.store import Erasure, SubjectInfo, TemplateInfo
+from faceledger.images import ImageSource
+from faceledger.ledger.audit import erasure_summary
+from faceledger.ledger.chain import LedgerEntry
+from faceledger.operations.acting import Acting
+from faceledger.operations.base import OperationsBase, Recorded
+
+
+class SubjectOperations(OperationsBase):
+    # ---- reads --------------------------------------------------------------------------
+
+    def subjects(self) -> list[SubjectInfo]:
+        return self.gallery.subjects()
+
+    def subject(self, name: str) -> tuple[SubjectInfo, list[TemplateInfo]]:
+        return self.gallery.subject(name)
+
+    def has_subject(self, name: str) -> bool:
+        return self.gallery.has_subject(name)
+
+    def model_counts(self) -> dict[str, int]:
+        return self.gallery.model_counts()
+
+    def require_new_basis(self, names: Sequence[str], basis: str | None) -> None:
+        """Refuse before any work when new subjects would be enrolled without a basis."""
+        new = [s for s in names if not self.gallery.has_subject(s)]
+        if new and not basis:
+            shown = ", ".join(new[:5]) + (" ..." if len(new) > 5 else "")
+            raise ConfigError(
+                f"{len(new)} new subject(s) ({shown}): record the legal basis for enrolling "
+                "them with --basis"
+            )
+
+    def require_watchlists(self, names: Sequence[str]) -> None:
+        """Refuse before any work when a named watch list does not exist."""
+        known = {wl.name for wl in self.watchlists.all()}
+        missing = [n for n in names if n not in known]
+        if missing:
+            raise ConfigError(
+                f"no watch list named {', '.join(map(repr, missing))}; create it first with: "
+                "faceledger watchlists create NAME"
+            )
+
+    # ---- writes -------------------------------------------------------------------------
+
+    def enroll(
+        self,
+        acting: Acting,
+        name: str,
+        sources: Sequence[ImageSource],
+        basis: str | None,
+        *,
+        largest: bool = False,
+        all_or_nothing: bool = False,
+        watchlists: Sequence[str] = (),
+        progress: Callable[[str], None] | None = None,
+    ) -> tuple[EnrollReport, LedgerEntry | None]:
+        """Enroll one subject from photos in one transaction with its ledger entry (and its
+        watch-list memberships); bad photos are reported. The entry is None when nothing
+        was enrolled (nothing changed)."""
+        lists = list(dict.fromkeys(watchlists))
+        if lists:
+            self.require_watchlists(lists)
+        done: list[LedgerEntry] = []
+
+        def record(conn: Connection, report: EnrollReport) -> None:
+            if lists:
+                self.watchlists.add(conn, report.subject, lists)
+            result: dict[str, object] = {
+                "subject": report.subject,
+                "created": report.created,
+                "templates": len(report.digests),
+                "legal_basis": basis or None,
+            }
+            if lists:
+                result["watchlists"] = lists
+            entry = acting.record("enroll", result, inputs=report.digests, model=self.model_id)
+            done.append(self._log_in(conn, entry))
+
+        with self.inference() as engine:
+            report = engine.enroll(
+                name,
+                sources,
+                basis,
+                largest=largest,
+                all_or_nothing=all_or_nothing,
+                progress=progress,
+                record=record,
+            )
+        return report, (done[0] if done else None)
+
+    def add_templates(
+        self, acting: Acting, name: str, sources: Sequence[ImageSource], *, largest: bool = False
+    ) -> tuple[EnrollReport, LedgerEntry | None]:
+        """Photos of an existing subject (NotFoundError when there is none)."""
+        if not self.gallery.has_subject(name):
+            raise NotFoundError(
+                f"no subject named {name!r}: create it with its legal basis first"
+            )
+        return self.enroll(acting, name, sources, None, largest=largest)
+
+    def create_subject(
+        self, acting: Acting, name: str, basis: str, watchlists: Sequence[str] = ()
+    ) -> Recorded[SubjectInfo]:
+        """A subject with no templates yet, with its legal basis and watch lists."""
+        lists = sorted(set(watchlists))
+        done: list[LedgerEntry] = []
+
+        def within(conn: Connection, _created: bool) -> None:
+            self.watchlists.add(conn, name.strip(), lists)
+            result = {"subject": name.strip(), "legal_basis": basis.strip(), "watchlists": lists}
+            done.append(self._log_in(conn, acting.record("subject.create", result)))
+
+        info = self.gallery.create_subject(name, basis, within)
+        return Recorded(info, done[0])
+
+    def remove_subject(self, acting: Acting, name: str) -> Recorded[Erasure]:
+        """Erasure: the subject, its templates and crops, the evidence crops of its events
+        and its watch-list memberships; the ledger keeps only hashes and counts."""
+        done: list[LedgerEntry] = []
+        erased: list[Erasure] = []
+
+        def within(conn: Connection, erasure: Erasure) -> None:
+            erased.append(erasure)
+            record = acting.record(
+                "subject.delete", erasure_summary(erasure), inputs=erasure.source_sha256
+            )
+            done.append(self._log_in(conn, record))
+
+        self.gallery.remove(name, within)
+        return Recorded(erased[0], done[0])
+
+    def remove_template(self, acting: Acting, name: str, template_id: int) -> Recorded[Erasure]:
+        done: list[LedgerEntry] = []
+
+        def within(conn: Connection, erasure: Erasure) -> None:
+            result = {"template": template_id, **erasure_summary(erasure)}
+            record = acting.record("template.delete", result, inputs=erasure.source_sha256)
+            done.append(self._log_in(conn, record))
+
+        erasure = self.gallery.remove_template(name, template_id, within)
+        return Recorded(erasure, done[0])
+
+    def reembed(self, acting: Acting) -> Recorded[int]:
+        """Re-embed every stored crop with this engine's embedder, one transaction with its
+        ledger entry."""
+        done: list[LedgerEntry] = []
+
+        def record(conn: Connection, count: int) -> None:
+            result = {"templates": count, "model": self.model_id}
+            done.append(self._log_in(conn, acting.record("gallery.reembed", result,
+                                                         model=self.model_id)))  # fmt: skip
+
+        with self.inference() as engine:
+            count = engine.reembed(record)
+        return Recorded(count, done[0])

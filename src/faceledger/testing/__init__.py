@@ -1,0 +1,1 @@
+"""Helpers shared by tests and users: a throw-away PostgreSQL server, ..."""
