@@ -1,13 +1,16 @@
-"""Helpers for the REST API tests: apps over fresh galleries, keys per role, the access
-policy stated independently of ``faceledger.access.PERMISSIONS``, and the route list."""
+"""Helpers for the REST API tests: apps over fresh galleries (a SQLite file or a
+PostgreSQL database), keys per role, raw SQL beside the app (to tamper with what it
+wrote), the access policy stated independently of ``faceledger.access.PERMISSIONS``, and
+the route list."""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,11 +22,11 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from faceledger.access import KeyStore, Role
+from faceledger.access import Role
 from faceledger.api import create_app
 from faceledger.api.service import Service
 from faceledger.config import load_config
-from faceledger.gallery import Gallery
+from faceledger.operations import Operations
 from tests.conftest import MODELS, SMOKE
 
 HEADER = "X-API-Key"
@@ -125,38 +128,74 @@ def photo(person: str, name: str) -> bytes:
     return (IDENTITIES / person / name).read_bytes()
 
 
+def is_postgres(db: str | Path) -> bool:
+    return str(db).startswith("postgresql://")
+
+
 @dataclass
 class Api:
     """One running app (its lifespan entered) over its own gallery, with a key per role."""
 
     app: FastAPI
     client: TestClient
-    db: Path
+    db: str
+    """The gallery: a SQLite file's path, or a PostgreSQL database's URL."""
     tokens: dict[Role, str]
     extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def backend(self) -> str:
+        return "postgresql" if is_postgres(self.db) else "sqlite"
 
     @property
     def svc(self) -> Service:
         svc: Service = self.app.state.service
         return svc
 
+    @property
+    def ops(self) -> Operations:
+        """The app's operations (tests reach their stores to check what was written)."""
+        return self.svc.ops
+
     def headers(self, role: Role) -> dict[str, str]:
         return {HEADER: self.tokens[role]}
 
     def key(self, name: str, role: Role) -> str:
-        """A token for a further key (made once per name)."""
+        """A token for a further key (made once per name; set-up, so not in the ledger)."""
         if name not in self.extra:
-            self.extra[name] = self.svc.keys.create(name, role, "tests")[0]
+            self.extra[name] = self.ops.keys.create(name, role, "tests")[0]
         return self.extra[name]
 
     def ledger_json(self) -> list[dict[str, Any]]:
-        return [e.as_json() for e in self.svc.ledger.entries()]
+        return [e.as_json() for e in self.ops.ledger.entries()]
+
+    def sql(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """One statement on the gallery's database, beside the app (autocommit; ``?``
+        placeholders on both backends); the rows it returns."""
+        return raw_sql(self.db, statement, params)
+
+    def drop_ledger_guards(self) -> None:
+        """Drop the triggers that keep the ledger append-only (to tamper with it)."""
+        on = " ON ledger" if self.backend == "postgresql" else ""
+        for verb in ("update", "delete"):
+            self.sql(f"DROP TRIGGER ledger_no_{verb}{on}")
 
 
-def config_for(db: Path, cache: Path, **overrides: Any) -> Any:
+def raw_sql(db: str | Path, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    if is_postgres(db):
+        import psycopg
+
+        with psycopg.connect(str(db), autocommit=True) as conn:
+            cursor = conn.execute(statement.replace("?", "%s"), tuple(params))
+            return list(cursor.fetchall()) if cursor.description else []
+    with closing(sqlite3.connect(db, isolation_level=None)) as conn:
+        return list(conn.execute(statement, tuple(params)).fetchall())
+
+
+def config_for(db: str | Path, cache: Path, **overrides: Any) -> Any:
     """The `fast` profile with MobileFaceNet (no flip): runs with and without PyTorch."""
     settings: dict[str, Any] = {
-        "db": db,
+        "db": str(db),
         "profile": "fast",
         "embedder": "mobilefacenet",
         "flip": False,
@@ -185,16 +224,30 @@ def clean_env(cache: Path) -> Iterator[None]:
 
 @contextmanager
 def running_api(
-    db: Path, cache: Path, *, load: bool = True, raise_errors: bool = True, **overrides: Any
+    db: str | Path,
+    cache: Path,
+    *,
+    load: bool = True,
+    raise_errors: bool = True,
+    busy_timeout_s: float | None = None,
+    **overrides: Any,
 ) -> Iterator[Api]:
-    """An app over a new gallery at ``db`` with one key per role (named ``<role>-1``).
+    """An app over a new gallery at ``db`` (a SQLite path or a PostgreSQL URL) with one
+    key per role (named ``<role>-1``).
 
     ``load``: load the models at start-up (False: only if a request needs them).
-    ``raise_errors``: let the test client re-raise server errors (False: see the 500)."""
+    ``raise_errors``: let the test client re-raise server errors (False: see the 500).
+    ``busy_timeout_s``: how long a write waits for another writer's lock (the app is then
+    served over operations opened here, with that timeout)."""
     with clean_env(cache):
-        with Gallery(db) as gallery:
-            keys = KeyStore(gallery)
+        config = config_for(db, cache, **overrides)
+        lent = None if busy_timeout_s is None else Operations(config, busy_timeout_s=busy_timeout_s)
+        try:
+            app = create_app(config, lent, load=load)
+            keys = app.state.service.ops.keys  # set-up: keys made without ledger entries
             tokens = {role: keys.create(f"{role.value}-1", role, "tests")[0] for role in Role}
-        app = create_app(config_for(db, cache, **overrides), load=load)
-        with TestClient(app, raise_server_exceptions=raise_errors) as client:
-            yield Api(app, client, db, tokens)
+            with TestClient(app, raise_server_exceptions=raise_errors) as client:
+                yield Api(app, client, str(db), tokens)
+        finally:
+            if lent is not None:
+                lent.close()

@@ -117,7 +117,7 @@ def revoked(light_api: Api) -> str:
     token = light_api.key("revoked-admin", Role.admin)
     for name in (f"revoked-{role.value}" for role in Role):
         key_id = light_api.extra[name].split("_")[1]
-        light_api.svc.keys.revoke(key_id)
+        light_api.ops.keys.revoke(key_id)
     return token
 
 

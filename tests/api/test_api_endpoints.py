@@ -1,12 +1,11 @@
 """The API on real photos: subjects, enrollment by upload (bad uploads too), identify,
 verify, detect, upload limits, what each search writes to the ledger, erasure, and the
-ledger's own checks (verify, export, tampering)."""
+ledger's own checks (verify, export, tampering), on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
 import base64
 import json
-import sqlite3
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +22,7 @@ from tests.api.apikit import (
     photo,
     sha256,
 )
+from tests.api.conftest import Backend
 
 OBAMA = "fr_obama"
 ENROLL_OBAMA = ("face_recognition_obama.jpg", "face_recognition_obama-1080p.jpg")
@@ -417,10 +417,7 @@ def test_erasure_removes_the_templates_and_the_ledger_keeps_no_name(api: Api) ->
     assert erased.json()["templates"] == 2
     assert api.client.get(f"/v1/subjects/{name}", headers=enroller).status_code == 404
     assert api.client.get(f"/v1/subjects/{name}/templates", headers=enroller).status_code == 404
-    with sqlite3.connect(api.db) as conn:
-        assert (
-            conn.execute("SELECT count(*) FROM subjects WHERE name = ?", (name,)).fetchone()[0] == 0
-        )
+    assert api.sql("SELECT count(*) FROM subjects WHERE name = ?", (name,)) == [(0,)]
     # the matcher forgot them too
     faces = identify(api, probe).json()["faces"]
     assert all(f["subject"] != name for f in faces)
@@ -487,19 +484,19 @@ def test_audit_export_lines_recompute(api: Api, obama: str) -> None:
         prev = line["hash"]
 
 
-def test_a_tampered_ledger_fails_verification(make_api: Callable[..., Api]) -> None:
-    api = make_api("tamper", load=False)
+def test_a_tampered_ledger_fails_verification(
+    make_api: Callable[..., Api], backend: Backend
+) -> None:
+    api = make_api("tamper", backend=backend, load=False)
     for i in range(4):
         create_subject(api, f"person-{i}")
     auditor = api.headers(Role.auditor)
     assert api.client.get("/v1/audit/verify", headers=auditor).json()["ok"] is True
-    with sqlite3.connect(api.db) as conn:
-        # the database refuses changes while its triggers stand
-        with pytest.raises(sqlite3.DatabaseError):
-            conn.execute("UPDATE ledger SET actor = 'someone else' WHERE seq = 3")
-        conn.execute("DROP TRIGGER ledger_no_update")
-        conn.execute("DROP TRIGGER ledger_no_delete")
-        conn.execute("UPDATE ledger SET actor = 'someone else' WHERE seq = 3")
+    # the database refuses changes while its triggers stand
+    with pytest.raises(Exception, match="append-only"):
+        api.sql("UPDATE ledger SET actor = 'someone else' WHERE seq = 3")
+    api.drop_ledger_guards()
+    api.sql("UPDATE ledger SET actor = 'someone else' WHERE seq = 3")
     report = api.client.get("/v1/audit/verify", headers=auditor).json()
     assert report["ok"] is False
     assert report["first_bad"] == 3
@@ -511,13 +508,14 @@ def test_a_tampered_ledger_fails_verification(make_api: Callable[..., Api]) -> N
     assert [entry_hash(x) == x["hash"] for x in lines] == [True, True, False, True]
 
 
-def test_a_deleted_ledger_entry_fails_verification(make_api: Callable[..., Api]) -> None:
-    api = make_api("tamper-delete", load=False)
+def test_a_deleted_ledger_entry_fails_verification(
+    make_api: Callable[..., Api], backend: Backend
+) -> None:
+    api = make_api("tamper-delete", backend=backend, load=False)
     for i in range(4):
         create_subject(api, f"person-{i}")
-    with sqlite3.connect(api.db) as conn:
-        conn.execute("DROP TRIGGER ledger_no_delete")
-        conn.execute("DELETE FROM ledger WHERE seq = 2")
+    api.drop_ledger_guards()
+    api.sql("DELETE FROM ledger WHERE seq = 2")
     report = api.client.get("/v1/audit/verify", headers=api.headers(Role.auditor)).json()
     assert report["ok"] is False
     assert report["first_bad"] == 3

@@ -58,7 +58,7 @@ def token_for(api: Api, method: str, path: str) -> str:
     role = min(POLICY[(method, path)], key=list(Role).index)
     name = f"fuzz-{role.value}"
     token = api.extra.get(name)
-    if token is None or api.svc.keys.authenticate(token) is None:
+    if token is None or api.ops.keys.authenticate(token) is None:
         api.extra.pop(name, None)
         token = api.key(name, role)
     return token

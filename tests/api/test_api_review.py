@@ -50,7 +50,7 @@ def review(api: Api, event_id: int, token: str, decision: str = "confirm", **ext
 
 def test_two_person_rule(light_api: Api, watched: str) -> None:
     api = light_api
-    event_id = api.svc.events.add(decision(watched, track=1), "gate-4", "mobilefacenet")
+    event_id = api.ops.events.add(decision(watched, track=1), "gate-4", "mobilefacenet")
     reviewer_a = api.tokens[Role.reviewer]
     reviewer_b = api.key("reviewer-2", Role.reviewer)
     operator = api.headers(Role.operator)
@@ -95,7 +95,7 @@ def test_two_person_rule(light_api: Api, watched: str) -> None:
 
 def test_one_rejection_decides(light_api: Api, watched: str) -> None:
     api = light_api
-    event_id = api.svc.events.add(decision(watched, track=2), "gate-4", "mobilefacenet")
+    event_id = api.ops.events.add(decision(watched, track=2), "gate-4", "mobilefacenet")
     rejected = review(api, event_id, api.tokens[Role.reviewer], "reject", comment="not them")
     assert rejected.status_code == 200, rejected.text
     assert rejected.json()["review"] == "rejected"
@@ -106,7 +106,7 @@ def test_one_rejection_decides(light_api: Api, watched: str) -> None:
 
 def test_review_input_is_checked(light_api: Api, watched: str) -> None:
     api = light_api
-    event_id = api.svc.events.add(decision(watched, track=3), "gate-4", "mobilefacenet")
+    event_id = api.ops.events.add(decision(watched, track=3), "gate-4", "mobilefacenet")
     token = api.tokens[Role.reviewer]
     assert review(api, event_id, token, "maybe").status_code == 422
     assert review(api, 999_999, token).status_code == 404
@@ -122,7 +122,7 @@ def test_review_input_is_checked(light_api: Api, watched: str) -> None:
 
 def test_the_crop_is_a_png_and_each_viewing_is_recorded(light_api: Api, watched: str) -> None:
     api = light_api
-    event_id = api.svc.events.add(decision(watched, track=4), "gate-4", "mobilefacenet")
+    event_id = api.ops.events.add(decision(watched, track=4), "gate-4", "mobilefacenet")
     before = len(api.ledger_json())
     for role in (Role.operator, Role.reviewer):
         response = api.client.get(f"/v1/events/{event_id}/crop", headers=api.headers(role))
@@ -135,7 +135,7 @@ def test_the_crop_is_a_png_and_each_viewing_is_recorded(light_api: Api, watched:
         ("event.crop.view", "reviewer-1", {"event": event_id}),
     ]
     # a stranger's crop is not kept (by default): 404, and nothing recorded
-    unknown = api.svc.events.add(decision(None, score=0.2, track=5), "gate-4", "mobilefacenet")
+    unknown = api.ops.events.add(decision(None, score=0.2, track=5), "gate-4", "mobilefacenet")
     missing = api.client.get(f"/v1/events/{unknown}/crop", headers=api.headers(Role.operator))
     assert missing.status_code == 404, missing.text
     assert len(api.ledger_json()) == before + 2

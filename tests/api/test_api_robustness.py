@@ -4,6 +4,7 @@ regression tests: each must be a 4xx (or a plain answer), never a server error."
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import httpx
 import pytest
@@ -111,5 +112,37 @@ def test_error_messages_do_not_show_where_the_database_is(light_api: Api) -> Non
         response = light_api.client.get(path, headers=light_api.headers(role))
         assert response.status_code == 404
         message = response.json()["error"]["message"]
-        assert str(light_api.db) not in message and "sqlite" not in message
+        assert light_api.db not in message and light_api.ops.db.name not in message
+        for word in ("sqlite", "postgres", "127.0.0.1", light_api.db.rsplit("/", 1)[-1]):
+            assert word not in message, message
         assert "the gallery" in message
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "{shown}: no subject named 'x'",
+        "{url}: not a faceledger gallery (boom)",
+        "{secret}: the database is busy; try again",
+        "postgresql+psycopg://other:***@db.internal:5433/elsewhere: cannot connect",
+        'connection to server at "127.0.0.1", port 5432 failed: Connection refused',
+        'connection to server on socket "/run/postgresql/.s.PGSQL.5432" failed',
+    ],
+)
+def test_a_postgresql_url_or_address_is_hidden_too(message: str) -> None:
+    from types import SimpleNamespace
+
+    from faceledger.api.errors import _without_paths, database_forms
+    from faceledger.db.url import parse_db
+
+    where = parse_db("postgresql://alice:s3cret@db.internal:5433/faceledger")
+    ops: Any = SimpleNamespace(db=SimpleNamespace(url=where, name=where.shown))
+    text = message.format(
+        shown=where.shown,
+        url=str(where.url),
+        secret=where.url.render_as_string(hide_password=False),
+    )
+    hidden = _without_paths(text, database_forms(ops))
+    for leak in ("db.internal", "alice", "s3cret", "5433", "5432", "127.0.0.1", "postgres"):
+        assert leak not in hidden, hidden
+    assert "the gallery" in hidden or "the database server" in hidden

@@ -20,8 +20,9 @@ from faceledger.cli.main import app
 from faceledger.events import EventStore
 from faceledger.gallery import Gallery
 from faceledger.images import sha256_of
-from faceledger.ledger import GENESIS, entry_hash
-from faceledger.ledger.audit import Actor
+from faceledger.ledger import GENESIS, Ledger, entry_hash
+from faceledger.ledger.chain import LedgerRecord
+from faceledger.operations import Acting
 
 runner = CliRunner()
 IDS = "identities"
@@ -81,9 +82,25 @@ def gallery(known: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactor
 
 
 def add_event(db: Path, subject: str | None, at: datetime | None = None) -> int:
+    """An event stored with its ledger entry in one transaction, as a camera node's scan
+    stores it (created at ``at``, else now)."""
     with Gallery(db) as g:
         store = EventStore(g) if at is None else EventStore(g, clock=lambda: at)
-        return store.add(decision(subject), camera="door", model_id="dlib_resnet128")
+        ledger = Ledger(g)
+
+        def within(conn: Any, event_id: int) -> None:
+            result = {"event": event_id, "camera": "door", "subject": subject}
+            record = LedgerRecord(
+                "door-node", "operator", "watch.track", result=result, model="dlib_resnet128"
+            )
+            ledger.append_in(conn, record)
+
+        return store.add(decision(subject), "door", "dlib_resnet128", within=within)
+
+
+def as_os_user(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Run the next commands as another person logged in to this machine."""
+    monkeypatch.setattr("getpass.getuser", lambda: name)
 
 
 # ---- what each action records ---------------------------------------------------------------
@@ -102,8 +119,8 @@ def test_enroll_writes_one_entry_per_subject(known: Path, tmp_path: Path) -> Non
         "legal_basis": BASIS,
     }
     assert obama["inputs"] == [sha256_of(known / "obama" / Path(OBAMA).name)]
-    me = Actor.os_user()
-    assert (obama["actor"], obama["role"]) == (me.name, "cli")
+    me = Acting.os_user()
+    assert (obama["actor"], obama["role"]) == (me.actor, "cli")
     assert obama["model"] == "dlib_resnet128"
     assert obama["gallery"] == str(gallery)
 
@@ -272,6 +289,35 @@ def test_audit_on_a_missing_gallery_is_a_usage_error(tmp_path: Path) -> None:
     assert not db.exists()
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("audit", "list"),
+        ("audit", "export"),
+        ("subjects", "list"),
+        ("subjects", "show", "obama"),
+        ("subjects", "remove", "obama", "--yes"),
+        ("gallery", "info"),
+        ("keys", "list"),
+        ("keys", "revoke", "abc"),
+        ("watchlists", "list"),
+        ("watchlists", "add", "vip", "obama"),
+        ("events", "list"),
+        ("events", "show", "1"),
+        ("events", "review", "1", "--confirm"),
+        ("retention", "run"),
+    ],
+    ids=" ".join,
+)
+def test_commands_on_a_missing_gallery_leave_none_behind(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    db = tmp_path / "sub" / "none.db"
+    code, _, err = run(*command, "--db", db)
+    assert code == 2 and "no gallery" in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
 # ---- keys -----------------------------------------------------------------------------------
 
 
@@ -316,7 +362,7 @@ def test_keys_json_and_unknown_role(tmp_path: Path) -> None:
 # ---- watch lists, events and their review ---------------------------------------------------
 
 
-def test_two_person_review(gallery: Path) -> None:
+def test_two_person_review(gallery: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert run("watchlists", "create", "vip", "--two-person", "--db", gallery)[0] == 0
     code, _, err = run("watchlists", "add", "vip", "obama", "--db", gallery)
     assert code == 0, err
@@ -327,27 +373,52 @@ def test_two_person_review(gallery: Path) -> None:
     assert [e["id"] for e in lines(out)] == [event]
     assert lines(out)[0]["reviews_needed"] == 2
 
-    code, out, err = run("events", "review", event, "--confirm", "--as", "alice", "--db", gallery)
+    as_os_user(monkeypatch, "alice")
+    code, out, err = run("events", "review", event, "--confirm", "--db", gallery)
     assert code == 0, err
-    assert "1 of 2" in out
-    code, _, err = run("events", "review", event, "--confirm", "--as", "alice", "--db", gallery)
+    assert "alice confirmed" in out and "1 of 2" in out
+    code, _, err = run("events", "review", event, "--confirm", "--db", gallery)
     assert code == 1 and "alice has already reviewed" in err
+    as_os_user(monkeypatch, "bob")
     code, out, err = run(
-        "events", "review", event, "--confirm", "--as", "bob", "-m", "checked", "--db", gallery,
-        "--json",
-    )  # fmt: skip
+        "events", "review", event, "--confirm", "-m", "checked", "--db", gallery, "--json"
+    )
     assert code == 0, err
     assert lines(out)[0]["review"] == "confirmed"
-    code, _, err = run("events", "review", event, "--reject", "--as", "carol", "--db", gallery)
+    as_os_user(monkeypatch, "carol")
+    code, _, err = run("events", "review", event, "--reject", "--db", gallery)
     assert code == 1 and "already confirmed" in err
 
     reviewed = entries(gallery, "--action", "event.review")
+    assert [(e["actor"], e["role"]) for e in reviewed] == [("alice", "cli"), ("bob", "cli")]
     assert [e["result"]["review"] for e in reviewed] == ["pending", "confirmed"]
+    assert [e["result"]["decision"] for e in reviewed] == ["confirm", "confirm"]
     assert [r["reviewer"] for r in reviewed[-1]["result"]["reviews"]] == ["alice", "bob"]
     assert [e["action"] for e in entries(gallery)][2:4] == ["watchlist.create", "watchlist.add"]
 
     code, out, _ = run("events", "show", event, "--db", gallery)
     assert code == 0 and "alice" in out and "bob" in out and "confirmed" in out
+
+
+def test_reviewer_is_the_os_user_never_a_name_given(gallery: Path) -> None:
+    """One person cannot confirm twice under two names on a two-person watch list."""
+    assert run("watchlists", "create", "vip", "--two-person", "--db", gallery)[0] == 0
+    assert run("watchlists", "add", "vip", "obama", "--db", gallery)[0] == 0
+    event = add_event(gallery, "obama")
+    code, _, err = run("events", "review", event, "--confirm", "--as", "alice", "--db", gallery)
+    assert code == 2 and "No such option: --as" in err
+    assert entries(gallery, "--action", "event.review") == []
+
+    me = Acting.os_user().actor
+    code, out, err = run("events", "review", event, "--confirm", "--db", gallery)
+    assert code == 0 and "1 of 2" in out, err
+    code, _, err = run("events", "review", event, "--confirm", "--db", gallery)
+    assert code == 1 and f"{me} has already reviewed" in err
+    code, out, _ = run("events", "show", event, "--db", gallery, "--json")
+    shown = lines(out)[0]
+    assert shown["review"] == "pending" and [r["reviewer"] for r in shown["reviews"]] == [me]
+    (entry,) = entries(gallery, "--action", "event.review")
+    assert entry["actor"] == me and entry["result"]["confirmations"] == 1
 
 
 def test_review_needs_exactly_one_decision(gallery: Path) -> None:
@@ -365,11 +436,24 @@ def test_event_crop_is_written_and_logged(gallery: Path, tmp_path: Path) -> None
     code, _, err = run("events", "show", event, "--crop", crop, "--db", gallery)
     assert code == 0, err
     assert crop.read_bytes().startswith(b"\x89PNG")
-    (entry,) = entries(gallery, "--action", "event.crop")
-    assert entry["result"] == {"event": event} and entry["inputs"] == [sha256_of(crop)]
+    (entry,) = entries(gallery, "--action", "event.crop.view")
+    assert entry["result"] == {"event": event}
+    assert (entry["actor"], entry["role"]) == (Acting.os_user().actor, "cli")
+    assert entries(gallery, "--action", "event.crop") == []  # the old action name is gone
     stranger = add_event(gallery, None)
-    code, _, err = run("events", "show", stranger, "--crop", crop, "--db", gallery)
+    code, _, err = run("events", "show", stranger, "--crop", tmp_path / "none.png", "--db", gallery)
     assert code == 1 and "no face crop" in err
+    assert not (tmp_path / "none.png").exists()
+    assert len(entries(gallery, "--action", "event.crop.view")) == 1  # nothing was viewed
+
+
+def test_event_show_without_crop_records_no_viewing(gallery: Path) -> None:
+    event = add_event(gallery, "obama")
+    code, out, err = run("events", "show", event, "--db", gallery, "--json")
+    assert code == 0, err
+    shown = lines(out)[0]
+    assert shown["id"] == event and shown["has_crop"] is True and "crop_png" not in shown
+    assert entries(gallery, "--action", "event.crop.view") == []
 
 
 # ---- retention ------------------------------------------------------------------------------

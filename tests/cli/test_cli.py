@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from faceledger.cli.main import app
+from faceledger.images import sha256_of
 
 runner = CliRunner()
 IDS = "identities"
@@ -22,6 +24,12 @@ def run(*args: str) -> tuple[int, str, str]:
 
 def lines(stdout: str) -> list[dict]:
     return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def ledger(db: Path | str, *args: str) -> list[dict]:
+    code, out, err = run("audit", "list", "--db", db, "--json", *args)
+    assert code == 0, err
+    return lines(out)
 
 
 @pytest.fixture
@@ -151,11 +159,35 @@ def test_group_photo_needs_largest(smoke: Path, tmp_path: Path) -> None:
 
 def test_detect_draws_annotated_copies(smoke: Path, tmp_path: Path) -> None:
     out_dir = tmp_path / "drawn"
-    code, out, _ = run("detect", smoke / "scenes" / "two_people.jpg", "--draw", out_dir, "--json")
+    photo = smoke / "scenes" / "two_people.jpg"
+    code, out, _ = run("detect", photo, "--draw", out_dir, "--json", "--db", tmp_path / "g.db")
     assert code == 0
     faces = lines(out)[0]["faces"]
     assert len(faces) == 2 and len(faces[0]["landmarks"]) == 5
     assert (out_dir / "two_people.png").is_file()
+
+
+def test_detect_records_one_entry_per_image(smoke: Path, tmp_path: Path) -> None:
+    db = tmp_path / "g.db"
+    two = smoke / "scenes" / "two_people.jpg"
+    one = smoke / IDS / "fr_obama" / "face_recognition_obama.jpg"
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not a picture")
+    code, out, err = run(
+        "detect", two, bad, one, "--db", db, "--purpose", "crowd count", "--case", "C-7", "--json"
+    )
+    assert code == 1 and "notes.jpg" in err  # the bad image failed, the batch went on
+    assert [len(r["faces"]) for r in lines(out)] == [2, 0, 1]
+    found = ledger(db)
+    assert [e["action"] for e in found] == ["detect", "detect", "detect"]
+    assert [e["inputs"] for e in found] == [[sha256_of(two)], [sha256_of(bad)], [sha256_of(one)]]
+    assert found[0]["result"] == {"faces": 2} and found[2]["result"] == {"faces": 1}
+    assert set(found[1]["result"]) == {"error"} and "not an image" in found[1]["result"]["error"]
+    assert {(e["purpose"], e["case_ref"], e["role"]) for e in found} == {
+        ("crowd count", "C-7", "cli")
+    }
+    code, out, _ = run("audit", "verify", "--db", db)
+    assert code == 0 and "3 entries verified" in out
 
 
 def test_not_a_gallery_is_refused_and_left_alone(tmp_path: Path, smoke: Path) -> None:
@@ -172,6 +204,82 @@ def test_remove_subject(gallery: Path) -> None:
     assert code == 0 and lines(out) == [{"removed": "biden", "templates": 1}]
     code, _, err = run("subjects", "remove", "biden", "--yes", "--db", gallery)
     assert code == 1 and "no subject named 'biden'" in err
+
+
+def test_postgresql_database_for_enroll_identify_and_audit(
+    known: Path, smoke: Path, pg_url: str
+) -> None:
+    code, out, err = run("enroll", known, "--basis", "signed consent, 2026-11", "--db", pg_url)
+    assert code == 0, err
+    assert "postgresql://" in out
+    probe = smoke / IDS / "fr_obama" / "face_recognition_obama1.jpg"
+    code, out, err = run("identify", probe, "--db", pg_url, "--purpose", "door", "--json")
+    assert code == 0, err
+    assert lines(out)[0]["faces"][0]["subject"] == "obama"
+    code, out, _ = run("subjects", "list", "--db", pg_url, "--json")
+    assert code == 0 and {r["name"] for r in lines(out)} == {"obama", "biden"}
+    found = ledger(pg_url)
+    assert [e["action"] for e in found] == ["enroll", "enroll", "identify"]
+    assert found[2]["purpose"] == "door" and found[2]["inputs"] == [sha256_of(probe)]
+    assert found[2]["gallery"].startswith("postgresql://")
+    code, out, err = run("audit", "verify", "--db", pg_url, "--json")
+    assert code == 0, err
+    report = lines(out)[0]
+    assert report["ok"] is True and report["entries"] == 3 and report["head"] == found[2]["hash"]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("enroll", "KNOWN", "--basis", "consent"),
+        ("identify", "PHOTO"),
+        ("verify", "PHOTO", "PHOTO"),
+        ("detect", "PHOTO"),
+        ("subjects", "list"),
+        ("audit", "verify"),
+        ("keys", "create", "--role", "admin", "--name", "x"),
+        ("events", "list"),
+    ],
+    ids=lambda c: " ".join(c[:2]),
+)
+def test_an_unsupported_database_is_a_usage_error(
+    command: tuple[str, ...], known: Path, smoke: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    photo = smoke / IDS / "fr_obama" / "face_recognition_obama1.jpg"
+    given = [{"KNOWN": str(known), "PHOTO": str(photo)}.get(a, a) for a in command]
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    code, out, err = run(*given, "--db", "mysql://x/y")
+    assert code == 2, err
+    assert "cannot use 'mysql' databases" in err and "postgresql://" in err
+    assert "Traceback" not in err and out == ""
+    assert list(work.iterdir()) == []  # no file, no folder (not even 'mysql:')
+
+
+def test_an_unreachable_server_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    url = "postgresql://nobody@127.0.0.1:1/faceledger"  # nothing listens on port 1
+    code, out, err = run("keys", "list", "--db", url)
+    assert code == 1
+    assert err.count("\n") == 1 and err.startswith("error: ")
+    assert "busy" in err and "cannot reach the server" in err and "Traceback" not in err
+
+
+def test_a_locked_gallery_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    db = tmp_path / "g.db"
+    assert run("watchlists", "create", "vip", "--db", db)[0] == 0
+    holder = sqlite3.connect(db, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # another writer holds the lock (5 s timeout)
+        code, _, err = run("keys", "create", "--role", "auditor", "--name", "x", "--db", db)
+    finally:
+        holder.rollback()
+        holder.close()
+    assert code == 1
+    assert err.count("\n") == 1 and "locked by another writer" in err
+    assert "Traceback" not in err
+    assert [e["action"] for e in ledger(db)] == ["watchlist.create"]  # nothing half-done
 
 
 def test_unknown_profile_is_a_usage_error(smoke: Path) -> None:

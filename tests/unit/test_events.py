@@ -26,7 +26,7 @@ from PIL import Image
 from support.clocks import T0, Clock
 from support.events import crop_image, decision
 
-from faceledger.errors import ConfigError, NotFoundError, StorageError
+from faceledger.errors import ConfigError, NotFoundError
 from faceledger.events import (
     Dispatcher,
     EventStore,
@@ -36,7 +36,6 @@ from faceledger.events import (
     WebhookSink,
 )
 from faceledger.gallery import Gallery, NewTemplate
-from faceledger.gallery import store as gallery_store
 
 FAST = {"backoff": (0.02, 0.05), "timeout": 2.0}
 
@@ -67,8 +66,9 @@ def schema_version(path: Path) -> str:
 
 
 @pytest.fixture
-def gallery(tmp_path: Path) -> Iterator[Gallery]:
-    with Gallery(tmp_path / "gallery.db") as g:
+def gallery(db_url: str) -> Iterator[Gallery]:
+    """A fresh gallery on each backend: a SQLite file, and a real PostgreSQL database."""
+    with Gallery(db_url) as g:
         enroll(g, "ada")
         yield g
 
@@ -84,40 +84,6 @@ def store(gallery: Gallery, clock: Clock) -> EventStore:
 
 
 # ---- schema ------------------------------------------------------------------------------
-
-
-def test_new_gallery_is_schema_v2_with_event_tables(tmp_path: Path) -> None:
-    path = tmp_path / "new.db"
-    Gallery(path).close()
-    assert schema_version(path) == str(gallery_store.SCHEMA_VERSION)
-    assert tables(path) >= {"meta", "subjects", "templates", "events", "outbox"}
-
-
-def test_v1_gallery_upgrades_to_v2_keeping_its_data(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path = tmp_path / "old.db"
-    monkeypatch.setattr(gallery_store, "MIGRATIONS", gallery_store.MIGRATIONS[:1])
-    monkeypatch.setattr(gallery_store, "SCHEMA_VERSION", 1)
-    with Gallery(path) as old:
-        enroll(old, "ada")
-        with pytest.raises(StorageError, match="v1 has no events"):
-            EventStore(old)
-        with pytest.raises(StorageError, match="v1 has no events"):
-            WebhookSink("http://127.0.0.1:9/", old.engine)
-    assert schema_version(path) == "1"
-    assert tables(path) == {"meta", "subjects", "templates"}
-    monkeypatch.undo()
-
-    with Gallery(path) as g:
-        assert schema_version(path) == str(gallery_store.SCHEMA_VERSION)
-        assert tables(path) >= {"meta", "subjects", "templates", "events", "outbox"}
-        assert [s.name for s in g.subjects()] == ["ada"]
-        event = EventStore(g.engine).get(EventStore(g).add(decision("ada"), "door", "m1"))
-        assert event.subject == "ada" and event.subject_id is not None and event.has_crop
-
-
-# ---- storage rules -----------------------------------------------------------------------
 
 
 def test_known_subject_event_keeps_its_crop(store: EventStore) -> None:

@@ -40,8 +40,9 @@ def template(
 
 
 @pytest.fixture
-def gallery(tmp_path: Path) -> Iterator[Gallery]:
-    with Gallery(tmp_path / "gallery.db") as g:
+def gallery(db_url: str) -> Iterator[Gallery]:
+    """A fresh gallery on each backend: a SQLite file, and a real PostgreSQL database."""
+    with Gallery(db_url) as g:
         yield g
 
 

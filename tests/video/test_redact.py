@@ -9,6 +9,7 @@ of its whole ground-truth box in the output fell below half of the input's.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 from collections.abc import Iterator
@@ -25,6 +26,8 @@ from faceledger.cli.main import app
 from faceledger.config import load_config
 from faceledger.engine import Engine
 from faceledger.errors import ConfigError
+from faceledger.ledger import LedgerEntry
+from faceledger.operations import Acting, Operations
 from faceledger.types import Candidate, Match, Threshold
 from faceledger.video import redact as R
 from tests.conftest import LFW, MODELS, SMOKE, need
@@ -37,6 +40,17 @@ LIN = SMOKE / "video" / "lin-manuel-miranda.png"
 def run(*args: object) -> tuple[int, str, str]:
     result = runner.invoke(app, [str(a) for a in args])
     return result.exit_code, result.stdout, result.stderr
+
+
+def enroll(db: Path | str, name: str, photo: Path, basis: str) -> None:
+    with Operations(load_config(db=db, profile="fast")) as ops:
+        report, entry = ops.enroll(Acting.os_user(), name, [photo], basis)
+    assert report.enrolled and entry is not None, report.failures
+
+
+def redactions(db: Path | str) -> list[LedgerEntry]:
+    with Operations(load_config(db=db, profile="fast"), create=False) as ops:
+        return ops.audit_entries(action="redact")
 
 
 def frames_of(path: Path) -> list[np.ndarray]:
@@ -266,17 +280,22 @@ def test_clip_keeps_size_timing_audio_and_the_consenting_person(
 ) -> None:
     need(CLIP)
     db, out = tmp_path / "g.db", tmp_path / "clip_redacted.mp4"
-    code, _, err = run(
-        "enroll", LIN, "--name", "lin-manuel-miranda", "--basis", "consent form 17",
-        "--profile", "fast", "--db", db,
-    )  # fmt: skip
-    assert code == 0, err
+    enroll(db, "lin-manuel-miranda", LIN, "consent form 17")
     code, stdout, err = run(
         "redact", CLIP, "-o", out, "--keep", "lin-manuel-miranda", "--profile", "fast",
-        "--db", db, "--json",
+        "--db", db, "--json", "--purpose", "publish the rehearsal", "--case", "PR-3",
     )  # fmt: skip
     assert code == 0, err
     report = json.loads(stdout)
+    # whom the copy leaves visible is on the record: one entry, the kept tracks' scores
+    [entry] = redactions(db)
+    assert (entry.purpose, entry.case_ref, entry.role) == ("publish the rehearsal", "PR-3", "cli")
+    assert entry.result["keep"] == ["lin-manuel-miranda"]
+    assert entry.result["kept"] == [
+        {"subject": k["subject"], "score": k["score"], "track": k["track"]} for k in report["kept"]
+    ]
+    assert entry.result["kind"] == "video" and entry.result["frames"] == report["frames"]
+    assert entry.inputs == (hashlib.sha256(CLIP.read_bytes()).hexdigest(),)
     print(f"clip: {report['frames'] / report['seconds']:.1f} frames/s over both passes; {report}")
 
     (shape_in, pts_in, audio_in), (shape_out, pts_out, audio_out) = _timing(CLIP), _timing(out)
@@ -385,11 +404,7 @@ def test_photo_keeps_an_enrolled_subject(tmp_path: Path) -> None:
     need(MODELS)
     ids = need(SMOKE / "identities" / "fr_obama")
     db = tmp_path / "g.db"
-    code, _, err = run(
-        "enroll", ids / "face_recognition_obama.jpg", "--name", "obama", "--basis", "consent",
-        "--profile", "fast", "--db", db,
-    )  # fmt: skip
-    assert code == 0, err
+    enroll(db, "obama", ids / "face_recognition_obama.jpg", "consent")
     photo = ids / "face_recognition_obama2.jpg"
     for flag, kept in ((["--keep", "obama"], 1), (["--keep-enrolled"], 1), ([], 0)):
         out = tmp_path / f"out{len(flag)}{kept}.jpg"
@@ -401,6 +416,36 @@ def test_photo_keeps_an_enrolled_subject(tmp_path: Path) -> None:
         assert report["kept_tracks"] == kept, flag
         assert report["kept_subjects"] == (["obama"] if kept else [])
         assert report["faces_blurred"] == report["detections"] - kept
+    # one entry per redaction, each saying whom it kept (a plain one: nobody)
+    assert [e.result["keep"] for e in redactions(db)] == [["obama"], "enrolled", None]
+    assert [[k["subject"] for k in e.result["kept"]] for e in redactions(db)] == [
+        ["obama"], ["obama"], []
+    ]  # fmt: skip
+
+
+def test_redact_keep_leaves_one_entry_naming_the_kept_subject(db_url: str, tmp_path: Path) -> None:
+    """On SQLite and PostgreSQL: ``redact --keep NAME`` identifies people, so it leaves one
+    'redact' entry (who was kept, with the score) before the copy is handed back."""
+    need(MODELS)
+    ids = need(SMOKE / "identities" / "fr_obama")
+    enroll(db_url, "obama", ids / "face_recognition_obama.jpg", "consent")
+    photo, out = ids / "face_recognition_obama2.jpg", tmp_path / "kept.jpg"
+    code, stdout, err = run(
+        "redact", photo, "-o", out, "--keep", "obama", "--profile", "fast", "--db", db_url,
+        "--json", "--purpose", "press release", "--case", "PR-9",
+    )  # fmt: skip
+    assert code == 0, err
+    report = json.loads(stdout)
+    [entry] = redactions(db_url)
+    assert (entry.action, entry.purpose, entry.case_ref) == ("redact", "press release", "PR-9")
+    assert entry.result["keep"] == ["obama"]
+    [kept] = entry.result["kept"]
+    assert kept["subject"] == "obama" and kept["score"] == report["kept"][0]["score"]
+    assert kept["score"] >= report["kept"][0]["threshold"]
+    assert entry.inputs == (hashlib.sha256(photo.read_bytes()).hexdigest(),)
+    assert entry.result["faces_blurred"] == report["faces_blurred"] and out.is_file()
+    with Operations(load_config(db=db_url, profile="fast"), create=False) as ops:
+        assert ops.audit_verify().ok
 
 
 def test_photo_method_box_and_no_face(engine: Engine, tmp_path: Path) -> None:

@@ -12,10 +12,9 @@ from typer.testing import CliRunner
 
 from faceledger.cli.main import app
 from faceledger.config import load_config
-from faceledger.engine import Engine
-from faceledger.events import EventStore
-from faceledger.gallery import Gallery
-from faceledger.ledger import Ledger
+from faceledger.events import EventRecord
+from faceledger.ledger import LedgerEntry
+from faceledger.operations import Acting, Operations
 from tests.conftest import standin_env
 
 runner = CliRunner()
@@ -26,11 +25,32 @@ def invoke(*args: object) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
-def enroll(db: Path, name: str, photo: Path) -> None:
-    code, _, stderr = invoke(
-        "enroll", "--name", name, photo, "--basis", "test fixture", "-p", "fast", "--db", db
-    )
-    assert code == 0, stderr
+def enroll(db: Path | str, name: str, photo: Path) -> None:
+    with Operations(load_config(db=db, profile="fast")) as ops:
+        report, entry = ops.enroll(Acting.os_user(), name, [photo], "test fixture")
+    assert report.enrolled and entry is not None, report.failures
+
+
+def stored(db: Path | str) -> tuple[list[EventRecord], dict[str, list[LedgerEntry]]]:
+    """The gallery's events (oldest first) and its scan entries by action."""
+    with Operations(load_config(db=db, profile="fast"), create=False) as ops:
+        events = sorted(ops.list_events(limit=10_000), key=lambda e: e.id)
+        entries = {a: ops.audit_entries(action=a) for a in ("scan.start", "scan.track", "scan.end")}
+    return events, entries
+
+
+def check_tracks_named(events: list[EventRecord], tracks: list[LedgerEntry]) -> None:
+    """Every stored event has exactly one scan.track entry naming it, and no entry names
+    an event that is not stored; each entry says what its event says."""
+    named = [entry.result["event"] for entry in tracks]
+    assert sorted(named) == [e.id for e in events]
+    by_id = {e.id: e for e in events}
+    for entry in tracks:
+        event = by_id[entry.result["event"]]
+        assert entry.result["subject"] == event.subject
+        assert entry.result["track"] == event.track_id
+        assert entry.result["score"] == round(event.score, 4)
+        assert entry.result["source"] == event.source
 
 
 def events_of(stdout: str) -> list[dict]:
@@ -66,21 +86,56 @@ def test_real_clip_finds_lin_manuel_miranda_and_claims_nobody_else(
     )
 
     # Every event is in the gallery database; only known subjects' crops are kept.
-    with Engine(load_config(db=db, profile="fast")) as engine:
-        stored = EventStore(engine.gallery).list(limit=1000)
-    assert len(stored) == len(events)
-    assert all(e.has_crop == (e.subject is not None) for e in stored)
+    events_in_db, entries = stored(db)
+    assert len(events_in_db) == len(events)
+    assert all(e.has_crop == (e.subject is not None) for e in events_in_db)
 
-    # The scan is one ledger entry: the file's hash, who was named, no crops.
-    with Gallery(db) as gallery:
-        scans = Ledger(gallery).entries(action="scan")
-    assert len(scans) == 1
-    entry = scans[0]
+    # The scan is on the record: a start entry (the file's hash), one entry per event as
+    # it was decided, and an end entry with who was named; no crops.
     clip = (video / "short_hamilton_clip.mp4").read_bytes()
-    assert entry.inputs == (hashlib.sha256(clip).hexdigest(),)
-    assert (entry.purpose, entry.case_ref, entry.role) == ("rehearsal footage review", "T-7", "cli")
-    assert {k["subject"] for k in entry.result["known"]} == claimed
-    assert entry.result["tracks"] == len(events)
+    digest = (hashlib.sha256(clip).hexdigest(),)
+    assert [len(entries[a]) for a in ("scan.start", "scan.track", "scan.end")] == [
+        1, len(events), 1
+    ]  # fmt: skip
+    start, end = entries["scan.start"][0], entries["scan.end"][0]
+    seqs = [e.seq for e in entries["scan.track"]]
+    assert start.seq < min(seqs) and max(seqs) < end.seq
+    check_tracks_named(events_in_db, entries["scan.track"])
+    assert sorted(e["id"] for e in events) == [e.id for e in events_in_db]
+    for entry in (start, end, *entries["scan.track"]):
+        assert entry.inputs == digest
+        assert (entry.purpose, entry.case_ref, entry.role) == (
+            "rehearsal footage review", "T-7", "cli"
+        )  # fmt: skip
+    assert start.result["source"] == str(video / "short_hamilton_clip.mp4")
+    assert {k["subject"] for k in end.result["known"]} == claimed
+    assert end.result["tracks"] == len(events)
+    assert end.result["events"] == [events_in_db[0].id, events_in_db[-1].id]
+    assert "error" not in end.result
+
+
+def test_each_stored_event_has_exactly_one_scan_track_entry(smoke: Path, db_url: str) -> None:
+    """Two scans into one gallery (SQLite or PostgreSQL): every event, exactly one entry."""
+    video = smoke / "video"
+    enroll(db_url, "lin-manuel-miranda", video / "lin-manuel-miranda.png")
+    clip = video / "short_hamilton_clip.mp4"
+    runs = []
+    for every in (2, 3):
+        code, stdout, stderr = invoke(
+            "scan", clip, "-p", "fast", "--db", db_url, "--json", "-", "--every", every
+        )
+        assert code == 0, stderr
+        runs.append(events_of(stdout))
+    events, entries = stored(db_url)
+    assert len(events) == sum(len(r) for r in runs) > 0
+    check_tracks_named(events, entries["scan.track"])
+    assert len(entries["scan.start"]) == len(entries["scan.end"]) == 2
+    for printed, end in zip(runs, entries["scan.end"], strict=True):
+        ids = [e["id"] for e in printed]
+        assert end.result["events"] == [min(ids), max(ids)]
+        assert end.result["tracks"] == len(ids)
+    backend = "postgresql" if db_url.startswith("postgresql") else "sqlite"
+    print(f"{backend}: {[len(r) for r in runs]} events, one scan.track each")
 
 
 @pytest.mark.parametrize("scene_name", ["scaling", "enter_leave"])
@@ -115,3 +170,9 @@ def test_scan_bad_inputs_are_named_and_the_batch_goes_on(smoke: Path, tmp_path: 
     assert "notes.mp4" in stderr and "missing.mp4" in stderr and "cut.mp4" in stderr
     assert "no such file" in stderr
     assert "zzzz.mp4: video codec" in stderr and "cannot be decoded" in stderr
+    # each file is on the record, with why it could not be scanned
+    _, entries = stored(tmp_path / "g.db")
+    assert len(entries["scan.start"]) == len(entries["scan.end"]) == 4
+    errors = [e.result.get("error") for e in entries["scan.end"]]
+    assert all(errors), errors
+    assert "no such file" in errors[1]

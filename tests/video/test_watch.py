@@ -22,9 +22,8 @@ from pathlib import Path
 import pytest
 
 from faceledger.config import load_config
-from faceledger.engine import Engine
 from faceledger.errors import InputError
-from faceledger.events import EventStore
+from faceledger.operations import Acting, Operations
 from faceledger.video.source import LiveSource
 from tests.conftest import standin_env
 
@@ -133,9 +132,10 @@ def test_watch_command_survives_an_outage_and_flushes_every_event_on_sigterm(
 ) -> None:
     db = tmp_path / "g.db"
     env = {**os.environ, **standin_env(), "FACELEDGER_DB": str(db), "FACELEDGER_PROFILE": "fast"}
-    enroll = [sys.executable, "-m", "faceledger", "enroll", "--name", "lin-manuel-miranda"]
-    photo = str(smoke / "video" / "lin-manuel-miranda.png")
-    subprocess.run([*enroll, photo, "--basis", "test"], env=env, check=True, capture_output=True)
+    with Operations(load_config(db=db, profile="fast")) as ops:
+        photo = smoke / "video" / "lin-manuel-miranda.png"
+        report, _ = ops.enroll(Acting.os_user(), "lin-manuel-miranda", [photo], "test")
+    assert report.enrolled, report.failures
     events_file = tmp_path / "events.jsonl"
     watch = subprocess.Popen(
         [sys.executable, "-m", "faceledger", "watch", camera.url, "--name", "door-1",
@@ -157,11 +157,27 @@ def test_watch_command_survives_an_outage_and_flushes_every_event_on_sigterm(
 
     printed = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
     written = [json.loads(line) for line in events_file.read_text().splitlines()]
-    with Engine(load_config(db=db, profile="fast")) as engine:
-        stored = EventStore(engine.gallery).list(limit=1000)
+    with Operations(load_config(db=db, profile="fast"), create=False) as ops:
+        stored = ops.list_events(limit=1000)
+        entries = {
+            a: ops.audit_entries(action=a) for a in ("watch.start", "watch.track", "watch.end")
+        }
+        assert ops.audit_verify().ok
     ids = [e["id"] for e in written]
     assert len(ids) == len(set(ids))  # no event twice
     assert sorted(ids) == sorted(e.id for e in stored) == sorted(e["id"] for e in printed)
     assert all(e["camera"] == "door-1" for e in written)
     assert {e["subject"] for e in written} - {None} <= {"lin-manuel-miranda"}
     assert any(e["subject"] == "lin-manuel-miranda" for e in written)
+
+    # on the record: the stream's start, each event's entry (written with it), the stop
+    assert len(entries["watch.start"]) == len(entries["watch.end"]) == 1
+    start, end = entries["watch.start"][0], entries["watch.end"][0]
+    assert start.result == {"source": f"door-1: {camera.url}", "camera": "door-1"}
+    tracks = entries["watch.track"]
+    assert sorted(e.result["event"] for e in tracks) == sorted(ids)
+    assert all(e.result["camera"] == "door-1" for e in tracks)
+    assert start.seq < min(e.seq for e in tracks) and max(e.seq for e in tracks) < end.seq
+    assert end.result["tracks"] == len(ids) and "error" not in end.result
+    assert end.result["events"] == [min(ids), max(ids)]
+    print(f"watch: {len(ids)} events, {len(tracks)} watch.track entries, health {health}")

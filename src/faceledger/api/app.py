@@ -14,7 +14,7 @@ from faceledger import __version__
 from faceledger.api import admin, audit, errors, events, search, subjects
 from faceledger.api.service import Service
 from faceledger.config import Config
-from faceledger.engine import Engine
+from faceledger.operations import Operations
 
 DESCRIPTION = """Accountable face recognition over HTTP.
 
@@ -26,19 +26,18 @@ deletion, review and key change is written to a hash-chained audit ledger.
 """
 
 
-def create_app(config: Config, engine: Engine | None = None, *, load: bool = True) -> FastAPI:
-    """The API over ``config``'s gallery; ``engine`` may be shared (tests), ``load`` loads
-    the models at start-up rather than on the first request."""
-    svc = Service.open(config, engine)
+def create_app(config: Config, ops: Operations | None = None, *, load: bool = True) -> FastAPI:
+    """The API over ``config``'s gallery (opened now); ``ops``: operations to serve
+    instead (opened by the caller, who closes them), ``load``: load the models at start-up
+    rather than on the first request."""
+    svc = Service.open(config, ops)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if load:
-            svc.engine.load()
-            svc.engine.matcher()
+            svc.ops.load()
         yield
-        if engine is None:
-            svc.close()
+        svc.close()
 
     app = FastAPI(
         title="faceledger",
@@ -50,10 +49,10 @@ def create_app(config: Config, engine: Engine | None = None, *, load: bool = Tru
     errors.install(app)
     for module in (search, subjects, events, audit, admin):
         app.include_router(module.router)
-    if config.cors_origins:
+    if svc.config.cors_origins:
         app.add_middleware(
             CORSMiddleware,
-            allow_origins=config.cors_origins,
+            allow_origins=svc.config.cors_origins,
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["X-API-Key", "Content-Type"],
         )

@@ -1,4 +1,8 @@
-"""The audit ledger, for auditors: list, export (JSON lines), verify the chain."""
+"""The audit ledger, for auditors: list, export (JSON lines), verify the chain.
+
+An entry that cannot be read back (crafted or corrupted in the database) makes a list or
+an export that includes it a 409 naming it (``error.entry``), before any line is sent;
+``/verify`` reports it as the first bad entry."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from faceledger.access import ApiKey, Permission
-from faceledger.api.auth import require, service
+from faceledger.api.auth import ops, require
 from faceledger.api.params import Since
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
@@ -43,7 +47,11 @@ class Verified(BaseModel):
     head: str
 
 
-@router.get("", response_model=list[Entry])
+@router.get(
+    "",
+    response_model=list[Entry],
+    responses={409: {"description": "an entry cannot be read back (named in the error)"}},
+)
 def list_entries(
     request: Request,
     key: Auditor,
@@ -53,21 +61,26 @@ def list_entries(
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
 ) -> Any:
     """Entries oldest first, optionally filtered."""
-    found = service(request).ledger.entries(since, action, actor, limit)
+    found = ops(request).audit_entries(since, action, actor, limit)
     return [Entry(**e.as_json()) for e in found]
 
 
 @router.get(
     "/export",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/x-ndjson": {}}, "description": "JSON lines"}},
+    responses={
+        200: {"content": {"application/x-ndjson": {}}, "description": "JSON lines"},
+        409: {"description": "an entry cannot be read back (named in the error)"},
+    },
 )
 def export(request: Request, key: Auditor) -> StreamingResponse:
     """Every entry as one JSON line, hashes included, for a regulator to check."""
-    ledger = service(request).ledger
+    # read whole before the first byte is sent: an unreadable entry is then a 409, not a
+    # stream cut off after its 200
+    entries = ops(request).audit_entries()
 
     def lines() -> Iterator[str]:
-        for entry in ledger.entries():
+        for entry in entries:
             yield json.dumps(entry.as_json(), sort_keys=True, ensure_ascii=False) + "\n"
 
     headers = {"Content-Disposition": 'attachment; filename="faceledger-audit.jsonl"'}
@@ -83,12 +96,12 @@ def verify(
     ] = None,
 ) -> Any:
     """Recompute every hash and link; names the first bad entry."""
-    ledger = service(request).ledger
-    report = ledger.verify(expected_head)
+    gallery = ops(request)
+    report = gallery.audit_verify(expected_head)
     return Verified(
         ok=report.ok,
         entries=report.entries,
         first_bad=report.first_bad,
         reason=report.reason,
-        head=ledger.head(),
+        head=gallery.audit_head(),
     )

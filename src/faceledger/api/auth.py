@@ -1,4 +1,5 @@
-"""API keys in the ``X-API-Key`` header, checked against the role's permissions."""
+"""API keys in the ``X-API-Key`` header, checked against the role's permissions; the
+acting context (who, role, purpose, case) each operation is called with."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from fastapi.security import APIKeyHeader
 from faceledger.access import ApiKey, Permission, allowed
 from faceledger.api.errors import ApiError
 from faceledger.api.service import Service
-from faceledger.ledger.audit import Actor
+from faceledger.operations import Acting, Operations
 
 HEADER = "X-API-Key"
 _header = APIKeyHeader(
@@ -25,13 +26,17 @@ def service(request: Request) -> Service:
     return svc
 
 
+def ops(request: Request) -> Operations:
+    return service(request).ops
+
+
 def require(permission: Permission) -> Callable[..., ApiKey]:
     """A dependency: the caller's key, if it may use ``permission`` (401/403 otherwise)."""
 
     def check(request: Request, token: str | None = Security(_header)) -> ApiKey:
         if not token:
             raise ApiError(401, "Unauthorized", f"send an API key in the {HEADER} header")
-        key = service(request).keys.authenticate(token)
+        key = ops(request).authenticate(token)
         if key is None:
             raise ApiError(401, "Unauthorized", "unknown or revoked API key")
         if not allowed(key.role, permission):
@@ -45,5 +50,6 @@ def require(permission: Permission) -> Callable[..., ApiKey]:
     return check
 
 
-def actor(key: ApiKey) -> Actor:
-    return Actor(key.name, key.role.value)
+def acting(key: ApiKey, purpose: str | None = None, case_ref: str | None = None) -> Acting:
+    """The key's holder acting (its name and role), for ``purpose`` in case ``case_ref``."""
+    return Acting(key.name, key.role.value, purpose, case_ref)

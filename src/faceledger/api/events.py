@@ -7,13 +7,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
-from sqlalchemy.engine import Connection
 
 from faceledger.access import ApiKey, Permission
-from faceledger.api.auth import actor, require, service
-from faceledger.api.errors import ApiError
+from faceledger.api.auth import acting, ops, require
 from faceledger.api.params import Since
-from faceledger.events.review import ReviewState
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 Reader = Annotated[ApiKey, Depends(require(Permission.events_read))]
@@ -79,7 +76,7 @@ def list_events(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Any:
     """Newest first. ``review=pending`` lists what waits for a reviewer."""
-    found = service(request).events.list(
+    found = ops(request).list_events(
         source=source, subject=subject, since=since, limit=limit, review=review, camera=camera
     )
     return [Event(**e.as_json()) for e in found]
@@ -87,10 +84,8 @@ def list_events(
 
 @router.get("/{event_id}", response_model=EventDetail)
 def show(request: Request, key: Reader, event_id: EventId) -> Any:
-    svc = service(request)
-    record = svc.events.get(event_id)
-    reviews = [ReviewOut(**r.as_json()) for r in svc.reviews.of(event_id)]
-    return EventDetail(**record.as_json(), reviews=reviews)
+    record, reviews = ops(request).event(event_id)
+    return EventDetail(**record.as_json(), reviews=[ReviewOut(**r.as_json()) for r in reviews])
 
 
 @router.get(
@@ -99,28 +94,15 @@ def show(request: Request, key: Reader, event_id: EventId) -> Any:
     responses={200: {"content": {"image/png": {}}, "description": "the evidence crop"}},
 )
 def crop(request: Request, key: Reader, event_id: EventId) -> Response:
-    """The event's face crop (evidence), when one is kept. Each viewing is recorded."""
-    svc = service(request)
-    record = svc.events.get(event_id)
-    if record.crop_png is None:
-        raise ApiError(404, "NotFoundError", f"event {event_id} keeps no face crop")
-    who = actor(key)
-    svc.ledger.append(who.name, who.role, "event.crop.view", result={"event": event_id})
-    return Response(record.crop_png, media_type="image/png")
+    """The event's face crop (evidence), when one is kept. Each viewing is recorded (the
+    ``X-Ledger-Seq`` header names its entry)."""
+    seen = ops(request).view_evidence(acting(key), event_id)
+    return Response(seen.value, media_type="image/png", headers={"X-Ledger-Seq": str(seen.seq)})
 
 
 @router.post("/{event_id}/review", response_model=ReviewAnswer)
 def review(request: Request, key: Reviewer, event_id: EventId, body: ReviewIn) -> Any:
     """Confirm or reject. Events on a two-person watch list need two different reviewers
     to confirm; one rejection decides. The reviewer is the key's holder."""
-    svc = service(request)
-    who = actor(key)
-    seq: list[int] = []
-
-    def within(conn: Connection, state: ReviewState) -> None:
-        result = {**state.as_json(), "decision": body.decision}
-        entry = svc.ledger.append_in(conn, who.name, who.role, "event.review", result=result)
-        seq.append(entry.seq)
-
-    state = svc.reviews.decide(event_id, key.name, body.decision, body.comment, within)
-    return ReviewAnswer(**state.as_json(), ledger_seq=seq[0])
+    state = ops(request).review(acting(key), event_id, body.decision, body.comment)
+    return ReviewAnswer(**state.value.as_json(), ledger_seq=state.seq)

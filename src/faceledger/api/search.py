@@ -8,13 +8,9 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from pydantic import BaseModel
 
 from faceledger.access import ApiKey, Permission
-from faceledger.api.auth import actor, require, service
-from faceledger.api.service import Service
+from faceledger.api.auth import acting, require, service
 from faceledger.api.uploads import read_upload
-from faceledger.errors import InputError
 from faceledger.images import sha256_of
-from faceledger.ledger import LedgerEntry
-from faceledger.ledger.audit import identify_summary, verify_summary
 from faceledger.types import ImageResult
 
 router = APIRouter(prefix="/v1", tags=["search"])
@@ -80,24 +76,18 @@ def identify(
     top: Annotated[int, Form(ge=1, le=20, description="candidates per face")] = 1,
 ) -> Any:
     """Who is in this photo? Every face gets a subject or ``null`` (unknown), with its score
-    and the calibrated threshold. Requires a ``purpose``; the search is recorded."""
+    and the calibrated threshold. Requires a ``purpose``; the search is recorded (a photo
+    that cannot be used too, with its reason, before the 422)."""
     svc = service(request)
     blob = read_upload(image, svc.config.max_upload, "image")
-    digest = sha256_of(blob)
-    try:
-        with svc.inference() as engine:
-            result = engine.identify(blob, top)
-    except InputError as exc:
-        result = ImageResult(blob.name, error=exc.reason)
-        _record(svc, key, "identify", [digest], identify_summary(result), purpose, case_ref)
-        raise
-    entry = _record(svc, key, "identify", [digest], identify_summary(result), purpose, case_ref)
+    answer = svc.ops.identify(acting(key, purpose, case_ref), blob, top)
+    result = answer.value
     known = sum(1 for f in result.faces if f.match is not None and f.match.known)
     svc.metrics.faces.inc(len(result.faces))
     svc.metrics.matches.inc(known)
     svc.metrics.unknowns.inc(len(result.faces) - known)
     return ImageAnswer(
-        image=blob.name, image_sha256=digest, faces=_faces(result), ledger_seq=entry.seq
+        image=blob.name, image_sha256=sha256_of(blob), faces=_faces(result), ledger_seq=answer.seq
     )
 
 
@@ -115,14 +105,8 @@ def verify(
     svc = service(request)
     a = read_upload(image_a, svc.config.max_upload, "image_a")
     b = read_upload(image_b, svc.config.max_upload, "image_b")
-    digests = [sha256_of(a), sha256_of(b)]
-    try:
-        with svc.inference() as engine:
-            result = engine.verify(a, b)
-    except InputError as exc:
-        _record(svc, key, "verify", digests, {"error": str(exc)}, purpose, case_ref)
-        raise
-    entry = _record(svc, key, "verify", digests, verify_summary(result), purpose, case_ref)
+    answer = svc.ops.verify(acting(key, purpose, case_ref), a, b)
+    result = answer.value
     return VerifyAnswer(
         images=[a.name, b.name],
         score=round(result.score, 4),
@@ -130,7 +114,7 @@ def verify(
         threshold_fmr=result.threshold.fmr,
         same=result.same,
         notes=list(result.notes),
-        ledger_seq=entry.seq,
+        ledger_seq=answer.seq,
     )
 
 
@@ -141,40 +125,12 @@ def detect(
     image: Annotated[UploadFile, File(description="the photo")],
     purpose: Annotated[str | None, Form(max_length=500)] = None,
 ) -> Any:
-    """Faces in a photo (boxes, scores, five landmarks); nobody is identified."""
+    """Faces in a photo (boxes, scores, five landmarks); nobody is identified, but the
+    search is recorded all the same."""
     svc = service(request)
     blob = read_upload(image, svc.config.max_upload, "image")
-    digest = sha256_of(blob)
-    try:
-        with svc.inference() as engine:
-            result = engine.locate(blob)
-    except InputError as exc:
-        _record(svc, key, "detect", [digest], {"error": exc.reason}, purpose, None)
-        raise
-    entry = _record(svc, key, "detect", [digest], {"faces": len(result.faces)}, purpose, None)
+    answer = svc.ops.detect(acting(key, purpose), blob)
+    result, _ = answer.value
     return ImageAnswer(
-        image=blob.name, image_sha256=digest, faces=_faces(result), ledger_seq=entry.seq
-    )
-
-
-def _record(
-    svc: Service,
-    key: ApiKey,
-    action: str,
-    inputs: list[str],
-    result: Any,
-    purpose: str | None,
-    case_ref: str | None,
-) -> LedgerEntry:
-    """The ledger entry of one search, written before the answer is sent."""
-    who = actor(key)
-    return svc.ledger.append(
-        who.name,
-        who.role,
-        action,
-        purpose=purpose,
-        case_ref=case_ref,
-        inputs=inputs,
-        result=result,
-        model=svc.engine.model_id,
+        image=blob.name, image_sha256=sha256_of(blob), faces=_faces(result), ledger_seq=answer.seq
     )

@@ -4,8 +4,10 @@
 ``uvicorn`` on 127.0.0.1 as a subprocess, lets ``clients`` threads (each one keep-alive
 ``httpx.Client``) call ``POST /v1/identify`` for ``seconds``, stops the server and checks the
 audit ledger: one ``identify`` entry per answered request, every returned ``ledger_seq``
-distinct and present, and the hash chain intact. :class:`Server` is shared with the
-crash-safety test.
+distinct and present, and the hash chain intact. The gallery is a SQLite file or a
+PostgreSQL database (``Options.db``); the benchmark's own keys and checks go through
+:class:`~faceledger.operations.Operations`, on the record like any other action.
+:class:`Server` is shared with the crash-safety test.
 """
 
 from __future__ import annotations
@@ -27,14 +29,12 @@ from typing import IO, Any
 
 import httpx
 import numpy as np
-from sqlalchemy.engine import Connection
 
-from faceledger.access import ApiKey, KeyStore, Role
+from faceledger.access import Role
+from faceledger.config import load_config
 from faceledger.errors import ConfigError, FaceledgerError
-from faceledger.gallery.store import Gallery
 from faceledger.images import collect_images
-from faceledger.ledger import Ledger
-from faceledger.ledger.audit import Actor, key_summary
+from faceledger.operations import Acting, Operations
 
 MAX_SECONDS = 600
 MAX_CLIENTS = 64
@@ -160,8 +160,9 @@ class Options:
     seconds: float = 60.0
     images: Path = Path("../shared/datasets/smoke/identities")
     """A folder of person folders: a few are enrolled, every photo is searched."""
-    db: Path | None = None
-    """An existing (or new) gallery to use instead of a temporary one."""
+    db: str | Path | None = None
+    """An existing (or new) gallery to use instead of a temporary one: a SQLite file, or
+    postgresql://user@host:port/name."""
     settings: Mapping[str, str] = field(default_factory=dict)
     """FACELEDGER_* settings for the server (profile, embedder ...)."""
     max_requests: int = MAX_REQUESTS
@@ -250,11 +251,11 @@ def run(options: Options, say: Callable[[str], None] = lambda _: None) -> Result
     options.check()
     people = person_folders(options.images)
     with tempfile.TemporaryDirectory(prefix="faceledger-bench-") as tmp:
-        db = options.db or Path(tmp) / "gallery.db"
+        db = str(options.db or Path(tmp) / "gallery.db")
         actor = f"bench-{os.getpid()}-{time.time_ns() % 10**9}"
         tokens = make_keys(db, actor)
         try:
-            env = {**options.settings, "FACELEDGER_DB": str(db)}
+            env = {**options.settings, "FACELEDGER_DB": db}
             with Server(env, Path(tmp) / "server.log") as server:
                 say(f"starting the server on {server.url}")
                 health = server.wait_ready(tokens[Role.operator])
@@ -293,35 +294,32 @@ def person_folders(root: Path) -> dict[str, list[Path]]:
     return people
 
 
-def make_keys(db: Path, actor: str) -> dict[Role, str]:
-    """An enroller and an operator key named ``actor`` (revoked by :func:`revoke_keys`)."""
-    with Gallery(db) as gallery:
-        keys = KeyStore(gallery)
-        record = _key_record(gallery, "key.create")
+def operations(db: str) -> Operations:
+    """The gallery's operations (nothing loaded: keys and the ledger need no model)."""
+    return Operations(load_config(db=db))
+
+
+def bench_user() -> Acting:
+    """Who changes the benchmark's keys: the OS user running it."""
+    return Acting.os_user(purpose=PURPOSE)
+
+
+def make_keys(db: str, actor: str) -> dict[Role, str]:
+    """An enroller and an operator key named ``actor`` (revoked by :func:`revoke_keys`);
+    both changes are in the ledger like any other."""
+    with operations(db) as ops:
         return {
-            role: keys.create(actor, role, "faceledger bench service", record)[0]
+            role: ops.create_key(bench_user(), actor, role).value[0]
             for role in (Role.enroller, Role.operator)
         }
 
 
-def revoke_keys(db: Path, tokens: Mapping[Role, str]) -> None:
-    with Gallery(db) as gallery:
-        keys = KeyStore(gallery)
-        record = _key_record(gallery, "key.revoke")
+def revoke_keys(db: str, tokens: Mapping[Role, str]) -> None:
+    with operations(db) as ops:
         for token in tokens.values():
-            key = keys.authenticate(token)
+            key = ops.authenticate(token)
             if key is not None:
-                keys.revoke(key.id, record)
-
-
-def _key_record(gallery: Gallery, action: str) -> Callable[[Connection, ApiKey], None]:
-    """Key changes are in the ledger like any other (by the OS user running the bench)."""
-    ledger, who = Ledger(gallery), Actor.os_user()
-
-    def within(conn: Connection, key: ApiKey) -> None:
-        ledger.append_in(conn, who.name, who.role, action, result=key_summary(key))
-
-    return within
+                ops.revoke_key(bench_user(), key.id)
 
 
 def enroll(
@@ -448,11 +446,10 @@ def _client(
                 return
 
 
-def check_ledger(db: Path, actor: str, samples: list[Sample]) -> LedgerCheck:
-    with Gallery(db) as gallery:
-        ledger = Ledger(gallery)
-        entries = ledger.entries(action="identify", actor=actor)
-        report = ledger.verify()
+def check_ledger(db: str, actor: str, samples: list[Sample]) -> LedgerCheck:
+    with operations(db) as ops:
+        entries = ops.audit_entries(action="identify", actor=actor)
+        report = ops.audit_verify()
     seqs = [s.seq for s in samples if s.seq is not None]
     recorded = {e.seq for e in entries}
     return LedgerCheck(

@@ -10,7 +10,6 @@ import numpy as np
 import typer
 from rich.progress import Progress
 from rich.table import Table
-from sqlalchemy.engine import Connection
 
 from faceledger.cli.common import (
     Db,
@@ -21,18 +20,16 @@ from faceledger.cli.common import (
     gather,
     handle_errors,
     make_config,
+    me,
     models_app,
+    open_ops,
     subjects_app,
 )
 from faceledger.cli.render import emit_json, err, out
-from faceledger.cli.service import log_in
 from faceledger.convert import convert, convertible
 from faceledger.engine import Engine
 from faceledger.errors import ConfigError, InputError, ModelError
 from faceledger.faces.align import ArcFaceAligner
-from faceledger.gallery.store import Erasure, Gallery
-from faceledger.ledger import Ledger
-from faceledger.ledger.audit import erasure_summary
 from faceledger.models.catalog import CARDS, PROFILES, ModelCard, get_card, get_profile
 from faceledger.models.store import ModelStore
 
@@ -43,9 +40,9 @@ from faceledger.models.store import ModelStore
 @handle_errors
 def subjects_list(db: Db = None, json_out: Json = False) -> None:
     """Enrolled subjects with their legal basis and template counts."""
-    config = make_config(db=db)
-    with Gallery(config.db) as gallery:
-        rows = gallery.subjects()
+    with open_ops(db) as ops:
+        rows = ops.subjects()
+        where = ops.db_name
     if json_out:
         for s in rows:
             emit_json(
@@ -58,7 +55,7 @@ def subjects_list(db: Db = None, json_out: Json = False) -> None:
                 }
             )
         return
-    table = Table(title=f"Subjects in {config.db}")
+    table = Table(title=f"Subjects in {where}")
     for col in ("name", "templates", "model", "legal basis", "enrolled"):
         table.add_column(col)
     for s in rows:
@@ -71,9 +68,8 @@ def subjects_list(db: Db = None, json_out: Json = False) -> None:
 @handle_errors
 def subjects_show(name: str, db: Db = None, json_out: Json = False) -> None:
     """One subject: legal basis and every template (source photo, its sha256, quality)."""
-    config = make_config(db=db)
-    with Gallery(config.db) as gallery:
-        info, templates = gallery.subject(name)
+    with open_ops(db) as ops:
+        info, templates = ops.subject(name)
     if json_out:
         emit_json(
             {
@@ -113,20 +109,13 @@ def subjects_remove(
 
     The audit ledger records the erasure by the name's sha256 and counts only.
     """
-    config = make_config(db=db)
-    with Gallery(config.db) as gallery:
-        gallery.subject(name)  # raises NotFoundError before asking
+    with open_ops(db) as ops:
+        ops.subject(name)  # raises NotFoundError before asking
         if not yes:
             if not sys.stdin.isatty():
                 raise ConfigError("refusing to delete without confirmation; pass --yes")
             typer.confirm(f"Delete subject {name!r} and all its templates?", abort=True)
-        ledger = Ledger(gallery)
-
-        def within(conn: Connection, erasure: Erasure) -> None:
-            summary = erasure_summary(erasure)
-            log_in(conn, ledger, "subject.delete", summary, inputs=erasure.source_sha256)
-
-        removed = gallery.remove(name, within=within)
+        removed = ops.remove_subject(me(), name).value.templates
     if json_out:
         emit_json({"removed": name, "templates": removed})
     else:
@@ -336,28 +325,23 @@ def models_verify(json_out: Json = False) -> None:
 @handle_errors
 def gallery_reembed(profile: Profile = None, db: Db = None, offline: Offline = False) -> None:
     """Re-embed every template from its stored aligned crop with the profile's embedder."""
-    with Engine(make_config(profile, db, offline=offline)) as engine:
-        err.print(f"re-embedding {engine.config.db} with {engine.model_id} ...")
-        ledger = Ledger(engine.gallery)
-
-        def record(conn: Connection, n: int) -> None:
-            result = {"templates": n, "model": engine.model_id}
-            log_in(conn, ledger, "gallery.reembed", result, model=engine.model_id)
-
-        count = engine.reembed(record)
-    out.print(f"re-embedded {count} templates with {engine.model_id}")
+    with open_ops(db, profile=profile, offline=offline) as ops:
+        model = ops.model_id
+        err.print(f"re-embedding {ops.db_name} with {model} ...")
+        count = ops.reembed(me()).value
+    out.print(f"re-embedded {count} templates with {model}")
 
 
 @gallery_app.command("info")
 @handle_errors
 def gallery_info(db: Db = None, json_out: Json = False) -> None:
     """Where the gallery is, how many subjects and templates, made by which models."""
-    config = make_config(db=db)
-    with Gallery(config.db) as gallery:
-        models = gallery.model_counts()
-        subjects = len(gallery.subjects())
+    with open_ops(db) as ops:
+        models = ops.model_counts()
+        subjects = len(ops.subjects())
+        where = ops.db_name
     if json_out:
-        emit_json({"db": str(config.db), "subjects": subjects, "templates_by_model": models})
+        emit_json({"db": where, "subjects": subjects, "templates_by_model": models})
     else:
         per_model = ", ".join(f"{n} x {m}" for m, n in models.items()) or "no templates"
-        out.print(f"{config.db}: {subjects} subjects; {per_model}")
+        out.print(f"{where}: {subjects} subjects; {per_model}")

@@ -24,16 +24,17 @@ from faceledger.cli.common import (
     Json,
     audit_app,
     handle_errors,
-    make_config,
+    me,
+    open_ops,
     retention_app,
 )
 from faceledger.cli.render import emit_json, err, out
-from faceledger.cli.service import Since, open_gallery, parse_since, short_time
+from faceledger.cli.service import Since, parse_since, short_time
 from faceledger.config import parse_duration
 from faceledger.errors import ConfigError
-from faceledger.ledger import Ledger, LedgerEntry
-from faceledger.ledger.audit import Actor
-from faceledger.ledger.retention import Policy, run_retention
+from faceledger.ledger import LedgerEntry
+from faceledger.ledger.retention import Policy
+from faceledger.operations import Operations
 
 # ---- audit ----------------------------------------------------------------------------------
 
@@ -55,10 +56,9 @@ def audit_verify(
 
     Note the printed head hash somewhere else and pass it back with --head next time.
     """
-    with open_gallery(db) as gallery:
-        ledger = Ledger(gallery)
-        report = ledger.verify(head)
-        current = ledger.head()
+    with open_ops(db) as ops:
+        report = ops.audit_verify(head)
+        current = ops.audit_head()
     if json_out:
         emit_json({**asdict(report), "head": current})
     elif report.ok:
@@ -69,16 +69,16 @@ def audit_verify(
     raise typer.Exit(0 if report.ok else 1)
 
 
-def _write_entries(fp: IO[str], ledger: Ledger, since: datetime | None) -> int:
+def _write_entries(fp: IO[str], ops: Operations, since: datetime | None) -> int:
     if since is None:
-        return ledger.export(fp)
-    entries = ledger.entries(since=since)
+        return ops.audit_export(fp)
+    entries = ops.audit_entries(since=since)
     for entry in entries:
         fp.write(json.dumps(entry.as_json(), sort_keys=True, ensure_ascii=False) + "\n")
     return len(entries)
 
 
-def _export_atomically(target: Path, ledger: Ledger, since: datetime | None) -> int:
+def _export_atomically(target: Path, ops: Operations, since: datetime | None) -> int:
     """Write to a temporary file beside ``target``, then rename it into place."""
     try:
         handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
@@ -86,7 +86,7 @@ def _export_atomically(target: Path, ledger: Ledger, since: datetime | None) -> 
         raise ConfigError(f"{target}: cannot write there ({exc.strerror})") from None
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as fp:
-            count = _write_entries(fp, ledger, since)
+            count = _write_entries(fp, ops, since)
             fp.flush()
             os.fsync(fp.fileno())
         os.replace(tmp, target)
@@ -112,14 +112,13 @@ def audit_export(
     other fields.
     """
     moment = parse_since(since)
-    with open_gallery(db) as gallery:
-        ledger = Ledger(gallery)
-        head = ledger.head()  # read first: it is then always among the exported entries
+    with open_ops(db) as ops:
+        head = ops.audit_head()  # read first: it is then always among the exported entries
         if out_file is None:
-            count = _write_entries(sys.stdout, ledger, moment)
+            count = _write_entries(sys.stdout, ops, moment)
             sys.stdout.flush()
         else:
-            count = _export_atomically(out_file, ledger, moment)
+            count = _export_atomically(out_file, ops, moment)
     where = f" to {out_file}" if out_file is not None else ""
     err.print(f"exported {count} entries{where}; ledger head {head}", highlight=False)
 
@@ -180,8 +179,8 @@ def audit_list(
 ) -> None:
     """Ledger entries in order: who did what, when, why, and what came back."""
     moment = parse_since(since)
-    with open_gallery(db) as gallery:
-        entries = Ledger(gallery).entries(moment, action, actor, limit)
+    with open_ops(db) as ops:
+        entries = ops.audit_entries(moment, action, actor, limit)
     if json_out:
         for entry in entries:
             emit_json(entry.as_json())
@@ -233,14 +232,13 @@ def retention_run(
 
     Strangers' crops (kept only with keep_unknown) are erased once they expire.
     """
-    config = make_config(db=db)
-    policy = Policy(
-        parse_duration(keep_events, "--keep-events") or config.keep_events,
-        parse_duration(keep_evidence, "--keep-evidence") or config.keep_evidence,
-    )
-    actor = Actor.os_user()
-    with open_gallery(db) as gallery:
-        report = run_retention(gallery, Ledger(gallery), policy, actor.name, actor.role)
+    events_for = parse_duration(keep_events, "--keep-events")
+    evidence_for = parse_duration(keep_evidence, "--keep-evidence")
+    with open_ops(db) as ops:
+        policy = Policy(
+            events_for or ops.config.keep_events, evidence_for or ops.config.keep_evidence
+        )
+        report = ops.run_retention(me(), policy)
     if json_out:
         emit_json(report.as_json())
         return

@@ -1,4 +1,5 @@
-"""The ``faceledger`` command: a thin layer over :class:`faceledger.engine.Engine`.
+"""The ``faceledger`` command: a thin layer over :class:`faceledger.operations.Operations`
+(which writes every action's ledger entry; the CLI parses, calls and renders).
 
 Exit codes: 0 every input processed (even with no faces), 1 any input or operation failed,
 2 usage or configuration errors.
@@ -7,12 +8,10 @@ Exit codes: 0 every input processed (even with no faces), 1 any input or operati
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from sqlalchemy.engine import Connection
 
 from faceledger.cli import (
     admin,  # noqa: F401  (registers the subjects/models/gallery commands)
@@ -20,7 +19,7 @@ from faceledger.cli import (
     bench,  # noqa: F401  (registers the bench commands)
     render,
     review,  # noqa: F401  (registers the watchlists and events commands)
-    service,  # registers the keys commands
+    service,  # noqa: F401  (registers the keys commands)
 )
 from faceledger.cli.common import (
     Case,
@@ -33,15 +32,12 @@ from faceledger.cli.common import (
     app,
     gather,
     handle_errors,
-    make_config,
+    me,
+    open_ops,
 )
 from faceledger.cli.render import emit_json, err, out
-from faceledger.engine import Engine, EnrollReport
 from faceledger.errors import ConfigError, InputError
-from faceledger.gallery.watchlists import WatchLists
 from faceledger.images import collect_images
-from faceledger.ledger import Ledger
-from faceledger.ledger.audit import identify_summary, verify_summary
 from faceledger.types import ImageResult
 
 # ---- enroll ---------------------------------------------------------------------------------
@@ -67,53 +63,6 @@ def plan_enrollment(
             elif child.is_file():
                 loose.append((str(child), "not inside a person folder; enroll it with --name NAME"))
     return plan, loose
-
-
-def require_basis(engine: Engine, names: list[str], basis: str | None) -> None:
-    """Refuse before any work when new subjects would be enrolled without a legal basis."""
-    new = [s for s in names if not engine.gallery.has_subject(s)]
-    if new and not basis:
-        shown = ", ".join(new[:5]) + (" ..." if len(new) > 5 else "")
-        raise ConfigError(
-            f"{len(new)} new subject(s) ({shown}): record the legal basis for enrolling them "
-            "with --basis"
-        )
-
-
-def require_watchlists(engine: Engine, names: list[str]) -> None:
-    """Refuse before any work when a --watchlist does not exist."""
-    if not names:
-        return
-    known = {wl.name for wl in WatchLists(engine.gallery).all()}
-    missing = [n for n in names if n not in known]
-    if missing:
-        raise ConfigError(
-            f"no watch list named {', '.join(map(repr, missing))}; create it first with: "
-            "faceledger watchlists create NAME"
-        )
-
-
-def enroll_recorder(
-    engine: Engine, basis: str | None, lists: list[str]
-) -> Callable[[Connection, EnrollReport], None]:
-    """The callback run inside each subject's enrollment transaction: watch lists, ledger."""
-    ledger = Ledger(engine.gallery)
-    watchlists = WatchLists(engine.gallery) if lists else None
-
-    def record(conn: Connection, report: EnrollReport) -> None:
-        if watchlists is not None:
-            watchlists.add(conn, report.subject, lists)
-        result: dict[str, object] = {
-            "subject": report.subject,
-            "created": report.created,
-            "templates": len(report.digests),
-            "legal_basis": basis or None,
-        }
-        if lists:
-            result["watchlists"] = lists
-        service.log_in(conn, ledger, "enroll", result, inputs=report.digests, model=engine.model_id)
-
-    return record
 
 
 @app.command()
@@ -175,11 +124,12 @@ def enroll(
         raise ConfigError("no image files to enroll in " + ", ".join(map(str, paths)))
     reports = []
     lists = list(dict.fromkeys(watchlist or []))
-    with Engine(make_config(profile, db, offline=offline)) as engine:
-        require_basis(engine, list(plan), basis)
-        require_watchlists(engine, lists)
-        record = enroll_recorder(engine, basis, lists)
-        engine.load()
+    acting = me()
+    with open_ops(db, create=True, profile=profile, offline=offline) as ops:
+        ops.require_new_basis(list(plan), basis)
+        ops.require_watchlists(lists)
+        ops.load()
+        where = ops.db_name
         with render.progress_bar(total, "enrolling") as bar:
             task = bar.task_ids[0]
 
@@ -187,14 +137,15 @@ def enroll(
                 bar.update(task, advance=1, item=item[-60:])
 
             for subject, photos in plan.items():
-                report = engine.enroll(
+                report, _entry = ops.enroll(
+                    acting,
                     subject,
                     photos,
                     basis,
                     largest=largest,
                     all_or_nothing=all_or_nothing,
+                    watchlists=lists,
                     progress=tick,
-                    record=record,
                 )
                 reports.append(report)
                 failures.extend(report.failures)
@@ -209,7 +160,7 @@ def enroll(
                 }
             )
     else:
-        table = render.Table(title=f"Enrollment into {engine.config.db}")
+        table = render.Table(title=f"Enrollment into {where}")
         for col in ("subject", "status", "templates added", "failed photos"):
             table.add_column(col)
         for r in reports:
@@ -221,20 +172,6 @@ def enroll(
 
 
 # ---- identify / verify / detect ------------------------------------------------------------
-
-
-def record_identify(
-    ledger: Ledger, engine: Engine, result: ImageResult, purpose: str | None, case: str | None
-) -> None:
-    service.log(
-        ledger,
-        "identify",
-        identify_summary(result),
-        inputs=service.digests_of([Path(result.image)]),
-        model=engine.model_id,
-        purpose=purpose,
-        case_ref=case,
-    )
 
 
 @app.command()
@@ -257,25 +194,25 @@ def identify(
     Each image's search is written to the audit ledger (its sha256, never the image).
     """
     files = gather(paths)
-    with Engine(make_config(profile, db, strictness, offline)) as engine:
-        if engine.matcher().index.size == 0:
+    acting = me(purpose, case)
+    with open_ops(db, create=True, profile=profile, strictness=strictness, offline=offline) as ops:
+        if ops.searchable() == 0:
             err.print(
-                f"[yellow]warning:[/] the gallery {engine.config.db} is empty; "
+                f"[yellow]warning:[/] the gallery {ops.db_name} is empty; "
                 "every face will be unknown"
             )
-        ledger = Ledger(engine.gallery)
+        threshold = ops.threshold
         results = []
-        for result in engine.identify_many(render.track(files, "identifying"), top):
-            record_identify(ledger, engine, result, purpose, case)
-            results.append(result)
+        for recorded in ops.identify_many(acting, render.track(files, "identifying"), top):
+            results.append(recorded.value)
             if json_out:
-                emit_json(result.to_dict())
+                emit_json(recorded.value.to_dict())
     failures = [(r.image, r.error) for r in results if r.error is not None]
     if not json_out:
         out.print(render.identify_table(results, top))
         faces = [f for r in results for f in r.faces]
         known = sum(1 for f in faces if f.match and f.match.known)
-        out.print(render.threshold_line(engine.threshold))
+        out.print(render.threshold_line(threshold))
         out.print(
             f"{len(results)} images, {len(faces)} faces: {known} identified, "
             f"{len(faces) - known} unknown, {len(failures)} failed"
@@ -302,22 +239,8 @@ def verify(
     The comparison is written to the audit ledger of the gallery (--db): the photos'
     sha256, the score and the decision.
     """
-    with Engine(make_config(profile, db, strictness, offline)) as engine:
-        ledger = Ledger(engine.gallery)
-
-        def record(summary: dict[str, Any]) -> None:
-            inputs = service.digests_of([image_a, image_b])
-            service.log(
-                ledger, "verify", summary, inputs=inputs, model=engine.model_id,
-                purpose=purpose, case_ref=case,
-            )  # fmt: skip
-
-        try:
-            result = engine.verify(image_a, image_b)
-        except InputError as exc:  # a failed comparison is recorded too
-            record({"error": exc.reason})
-            raise
-        record(verify_summary(result))
+    with open_ops(db, create=True, profile=profile, strictness=strictness, offline=offline) as ops:
+        result = ops.verify(me(purpose, case), image_a, image_b).value  # a failure is recorded too
     decision = "same person" if result.same else "different people"
     if json_out:
         emit_json(
@@ -345,19 +268,32 @@ def detect(
         Path | None,
         typer.Option("--draw", help="write annotated copies (boxes, landmarks) into this folder"),
     ] = None,
+    purpose: Purpose = None,
+    case: Case = None,
     profile: Profile = None,
+    db: Db = None,
     offline: Offline = False,
     json_out: Json = False,
 ) -> None:
-    """Find faces: boxes, detector scores and five landmarks; optionally draw them."""
+    """Find faces: boxes, detector scores and five landmarks; optionally draw them.
+
+    Nobody is identified, but locating faces is processing them: each image's detection
+    is written to the audit ledger of the gallery (--db): its sha256 and the face count.
+    """
     from faceledger.cli.draw import annotate
 
     files = gather(paths)
+    acting = me(purpose, case)
     results = []
-    with Engine(make_config(profile, None, offline=offline)) as engine:
-        for result, found in engine.detect_many(render.track(files, "detecting")):
-            if draw is not None and found is not None:
-                annotate(found, draw)
+    with open_ops(db, create=True, profile=profile, offline=offline) as ops:
+        for path in render.track(files, "detecting"):
+            try:
+                result, found = ops.detect(acting, path).value
+            except InputError as exc:  # recorded, and the batch goes on
+                result = ImageResult(str(path), error=exc.reason)
+            else:
+                if draw is not None:
+                    annotate(found, draw)
             results.append(result)
             if json_out:
                 emit_json(result.to_dict())

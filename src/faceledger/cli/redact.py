@@ -12,26 +12,23 @@ from rich.markup import escape
 
 from faceledger.cli import render
 from faceledger.cli.common import (
+    Case,
     Db,
     Json,
     Offline,
     Profile,
+    Purpose,
     Strictness,
     app,
     handle_errors,
-    make_config,
+    me,
+    open_ops,
 )
 from faceledger.cli.render import emit_json, err, out
-from faceledger.engine import Engine
 from faceledger.errors import InputError
 from faceledger.images import IMAGE_SUFFIXES
-from faceledger.video.redact import (
-    Keep,
-    RedactReport,
-    redact_image,
-    redact_video,
-    redaction_config,
-)
+from faceledger.operations import Acting, Operations
+from faceledger.video.redact import Keep, RedactReport
 from faceledger.video.source import probe
 
 
@@ -72,6 +69,8 @@ def redact(
         ),
     ] = 1,
     force: Annotated[bool, typer.Option("--force", help="replace the output if it exists")] = False,
+    purpose: Purpose = None,
+    case: Case = None,
     strictness: Strictness = None,
     profile: Profile = None,
     db: Db = None,
@@ -83,20 +82,25 @@ def redact(
     Every face is hidden by default. With --keep NAME or --keep-enrolled,
     faces of tracks identified as those enrolled subjects stay visible;
     a face that is not positively identified is hidden.
-    Video keeps its size, frame rate and timing; audio is copied.
+    Video keeps its size, frame rate and timing; audio is copied. Each redaction is
+    recorded in the audit ledger (with who was kept visible, and their scores) before the
+    copy is handed over.
 
     Example: faceledger redact clip.mp4 -o clip_redacted.mp4 --keep alice -p fast
     """
     wanted = Keep.of(keep or (), keep_enrolled)
     is_image = source.suffix.lower() in IMAGE_SUFFIXES
-    config = redaction_config(make_config(profile, db, strictness, offline))
-    with Engine(config) as engine:  # models load on first use, after the paths are checked
+    acting = me(purpose, case)
+    # a redaction is written to the ledger, so the gallery is made when there is none yet;
+    # models load on first use, after the paths are checked
+    with open_ops(db, create=True, profile=profile, strictness=strictness, offline=offline) as ops:
         if is_image:
-            report = redact_image(
-                engine, source, output, keep=wanted, method=method.value, force=force
-            )
+            report = ops.redact(
+                acting, source, output, keep=wanted, method=method.value, force=force,
+                image=True,
+            ).value  # fmt: skip
         else:
-            report = _redact_video(engine, source, output, wanted, method.value, every, force)
+            report = _redact_video(ops, acting, source, output, wanted, method.value, every, force)
     if json_out:
         emit_json(report.as_json())
     else:
@@ -108,7 +112,14 @@ def redact(
 
 
 def _redact_video(
-    engine: Engine, source: Path, output: Path, keep: Keep, method: str, every: int, force: bool
+    ops: Operations,
+    acting: Acting,
+    source: Path,
+    output: Path,
+    keep: Keep,
+    method: str,
+    every: int,
+    force: bool,
 ) -> RedactReport:
     expected = 0
     if source.is_file():
@@ -135,8 +146,8 @@ def _redact_video(
                 item=f"{fps:.1f} frames/s",
             )
 
-        return redact_video(
-            engine,
+        return ops.redact(
+            acting,
             source,
             output,
             keep=keep,
@@ -144,7 +155,7 @@ def _redact_video(
             every=every,
             force=force,
             progress=tick,
-        )
+        ).value
 
 
 def _summary(report: RedactReport) -> str:

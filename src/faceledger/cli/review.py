@@ -1,7 +1,9 @@
 """Watch lists and the human review of events: `faceledger watchlists`, `faceledger events`.
 
-Every change is written to the audit ledger in the same transaction, with the
-operating-system user as actor (role ``cli``).
+Every change is written to the audit ledger in the same transaction (through
+:class:`faceledger.operations.Operations`), with the operating-system user as actor (role
+``cli``): a reviewer is always the logged-in person, never a name typed on the command line,
+so one person cannot confirm twice under two names on a two-person watch list.
 """
 
 from __future__ import annotations
@@ -12,25 +14,22 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 from rich.table import Table
-from sqlalchemy.engine import Connection
 
 from faceledger.cli.common import (
     Db,
     Json,
     events_app,
     handle_errors,
+    me,
+    open_ops,
     watchlists_app,
 )
 from faceledger.cli.render import emit_json, out
-from faceledger.cli.service import log, log_in, open_gallery, short_time
-from faceledger.errors import ConfigError, NotFoundError
-from faceledger.events.review import Reviews, ReviewState
-from faceledger.events.store import EventRecord, EventStore
-from faceledger.gallery.store import Gallery, write_txn
-from faceledger.gallery.watchlists import WatchList, WatchLists
-from faceledger.images import sha256_of
-from faceledger.ledger import Ledger
-from faceledger.ledger.audit import Actor
+from faceledger.cli.service import short_time
+from faceledger.errors import ConfigError
+from faceledger.events.review import ReviewState
+from faceledger.events.store import EventRecord
+from faceledger.gallery.watchlists import WatchList
 from faceledger.ledger.chain import MAX_TEXT
 
 # ---- watch lists ----------------------------------------------------------------------------
@@ -59,14 +58,8 @@ def watchlists_create(
     json_out: Json = False,
 ) -> None:
     """Make an empty watch list, with its review rule."""
-    with open_gallery(db, create=True) as gallery:
-        ledger = Ledger(gallery)
-
-        def within(conn: Connection, made: WatchList) -> None:
-            result = {"watchlist": made.name, "review": made.review, "two_person": made.two_person}
-            log_in(conn, ledger, "watchlist.create", result)
-
-        made = WatchLists(gallery).create(name, review, two_person, within)
+    with open_ops(db, create=True) as ops:
+        made = ops.create_watchlist(me(), name, review, two_person).value
     if json_out:
         emit_json(made.as_json())
     else:
@@ -77,8 +70,8 @@ def watchlists_create(
 @handle_errors
 def watchlists_list(db: Db = None, json_out: Json = False) -> None:
     """Every watch list with its review rule and subjects."""
-    with open_gallery(db) as gallery:
-        lists = WatchLists(gallery).all()
+    with open_ops(db) as ops:
+        lists = ops.list_watchlists()
     if json_out:
         for wl in lists:
             emit_json(wl.as_json())
@@ -100,14 +93,8 @@ def watchlists_add(
     db: Db = None,
 ) -> None:
     """Put enrolled subjects on a watch list (all or none of them)."""
-    with open_gallery(db) as gallery:
-        lists = WatchLists(gallery)
-        ledger = Ledger(gallery)
-        wanted = list(dict.fromkeys(subjects))
-        with write_txn(lists.engine) as conn:
-            for subject in wanted:
-                lists.add(conn, subject, [name])
-            log_in(conn, ledger, "watchlist.add", {"watchlist": name, "subjects": wanted})
+    with open_ops(db) as ops:
+        wanted = ops.add_to_watchlist(me(), name, subjects).value
     out.print(f"watch list {escape(name)}: added {escape(', '.join(wanted))}")
 
 
@@ -142,8 +129,8 @@ def events_list(
     """The newest events first (one per decided face track), with their review state."""
     if review is not None and review not in REVIEW_STATES:
         raise ConfigError(f"--review {review!r}: choose one of {', '.join(REVIEW_STATES)}")
-    with open_gallery(db) as gallery:
-        found = EventStore(gallery).list(
+    with open_ops(db) as ops:
+        found = ops.list_events(
             source=source, subject=subject, limit=limit, review=review, camera=camera
         )
     if json_out:
@@ -172,15 +159,11 @@ def events_list(
     out.print(f"{len(found)} events")
 
 
-def _save_crop(event: EventRecord, target: Path, gallery: Gallery) -> None:
-    """Write the event's face crop and record that it left the gallery."""
-    if event.crop_png is None:
-        raise NotFoundError(f"event {event.id} keeps no face crop (none stored, or erased)")
+def _save_crop(crop_png: bytes, target: Path) -> None:
     try:
-        target.write_bytes(event.crop_png)
+        target.write_bytes(crop_png)
     except OSError as exc:
         raise ConfigError(f"{target}: cannot write the crop ({exc.strerror})") from None
-    log(Ledger(gallery), "event.crop", {"event": event.id}, inputs=[sha256_of(target)])
 
 
 @events_app.command("show")
@@ -190,18 +173,17 @@ def events_show(
     crop: Annotated[
         Path | None,
         typer.Option(
-            "--crop", help="save the event's face crop (PNG) here (written to the ledger)"
+            "--crop", help="save the event's face crop (PNG) here (the viewing is recorded)"
         ),
     ] = None,
     db: Db = None,
     json_out: Json = False,
 ) -> None:
     """One event: what was decided, with which score and threshold, and its reviews."""
-    with open_gallery(db) as gallery:
-        event = EventStore(gallery).get(event_id)
-        done = Reviews(gallery).of(event_id)
-        if crop is not None:
-            _save_crop(event, crop, gallery)
+    with open_ops(db) as ops:
+        event, done = ops.event(event_id)
+        if crop is not None:  # the viewing is recorded before the crop is handed over
+            _save_crop(ops.view_evidence(me(), event_id).value, crop)
     if json_out:
         emit_json({**event.as_json(), "reviews": [r.as_json() for r in done]})
         return
@@ -244,32 +226,24 @@ def events_review(
         str | None,
         typer.Option("--comment", "-m", help="why (kept with the review and in the audit ledger)"),
     ] = None,
-    reviewer: Annotated[
-        str | None,
-        typer.Option("--as", help="the reviewer's name (default: your user name)"),
-    ] = None,
     db: Db = None,
     json_out: Json = False,
 ) -> None:
-    """Confirm or reject an event; one rejection decides.
+    """Confirm or reject an event as yourself (your user name); one rejection decides.
 
-    On a two-person watch list two different reviewers must confirm. Example:
+    On a two-person watch list two different people must confirm. Example:
     faceledger events review 12 --confirm --comment "checked against the badge photo"
     """
     if confirm == reject:
         raise ConfigError("give exactly one of --confirm or --reject")
     if comment is not None and len(comment) > MAX_TEXT // 2:
         raise ConfigError(f"--comment is {len(comment)} characters; keep it under {MAX_TEXT // 2}")
-    who = (reviewer or Actor.os_user().name).strip()
-    with open_gallery(db) as gallery:
-        ledger = Ledger(gallery)
-
-        def within(conn: Connection, state: ReviewState) -> None:
-            log_in(conn, ledger, "event.review", state.as_json())
-
-        decision = "confirm" if confirm else "reject"
-        state = Reviews(gallery).decide(event_id, who, decision, comment, within)
+    acting = me()
+    decision = "confirm" if confirm else "reject"
+    with open_ops(db) as ops:
+        state = ops.review(acting, event_id, decision, comment).value
     if json_out:
         emit_json(state.as_json())
     else:
-        out.print(f"event {event_id}: {escape(who)} {decision}ed; now {_state_text(state)}")
+        who = escape(acting.actor)
+        out.print(f"event {event_id}: {who} {decision}ed; now {_state_text(state)}")

@@ -1,112 +1,27 @@
-"""Accountability at the command line: the helpers every ledger-writing command shares
-(the gallery, the acting OS user, ledger appends), and `faceledger keys`. The audit and
-retention commands are in ``cli/audit.py``, watch lists and reviews in ``cli/review.py``.
+"""`faceledger keys`, and the small helpers the audit and review commands share (times,
+``--since``). The audit and retention commands are in ``cli/audit.py``, watch lists and
+reviews in ``cli/review.py``.
 
-Every change made here is written to the audit ledger in the same transaction as the
-change itself, with the operating-system user as actor (role ``cli``).
+Every change is made through :class:`faceledger.operations.Operations` (see
+``cli.common.open_ops``), which writes its ledger entry in the same transaction, with the
+operating-system user as actor (role ``cli``; ``cli.common.me``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
-from sqlalchemy.engine import Connection
 
-from faceledger.access import ApiKey, KeyStore, Role, parse_role
-from faceledger.cli.common import (
-    Db,
-    Json,
-    handle_errors,
-    keys_app,
-    make_config,
-)
+from faceledger.access import Role, parse_role
+from faceledger.cli.common import Db, Json, handle_errors, keys_app, me, open_ops
 from faceledger.cli.render import emit_json, err, out
 from faceledger.errors import ConfigError
-from faceledger.gallery.store import Gallery
-from faceledger.images import sha256_of
-from faceledger.ledger import Ledger, LedgerEntry
-from faceledger.ledger.audit import Actor, key_summary
 
-# ---- shared: the gallery, the ledger, the actor ---------------------------------------------
-
-
-@contextmanager
-def open_gallery(db: Path | None, *, create: bool = False) -> Iterator[Gallery]:
-    """The gallery named by --db (or the configuration); a missing one is a usage error
-    unless ``create`` (commands that only read should not leave an empty gallery behind)."""
-    path = make_config(db=db).db
-    if not create and not path.exists():
-        raise ConfigError(f"{path}: no gallery there (give --db, or enroll someone first)")
-    with Gallery(path) as gallery:
-        yield gallery
-
-
-def log_in(
-    conn: Connection,
-    ledger: Ledger,
-    action: str,
-    result: Any,
-    *,
-    inputs: Iterable[str] = (),
-    model: str | None = None,
-    purpose: str | None = None,
-    case_ref: str | None = None,
-) -> LedgerEntry:
-    """Append one entry by the OS user (role ``cli``) inside the caller's transaction."""
-    actor = Actor.os_user()
-    return ledger.append_in(
-        conn,
-        actor.name,
-        actor.role,
-        action,
-        purpose=purpose,
-        case_ref=case_ref,
-        inputs=inputs,
-        result=result,
-        model=model,
-    )
-
-
-def log(
-    ledger: Ledger,
-    action: str,
-    result: Any,
-    *,
-    inputs: Iterable[str] = (),
-    model: str | None = None,
-    purpose: str | None = None,
-    case_ref: str | None = None,
-) -> LedgerEntry:
-    """Append one entry by the OS user (role ``cli``) in its own transaction."""
-    actor = Actor.os_user()
-    return ledger.append(
-        actor.name,
-        actor.role,
-        action,
-        purpose=purpose,
-        case_ref=case_ref,
-        inputs=inputs,
-        result=result,
-        model=model,
-    )
-
-
-def digests_of(paths: Iterable[Path]) -> list[str]:
-    """sha256 of each file that can be read (an unreadable one is left out)."""
-    found = []
-    for path in paths:
-        try:
-            found.append(sha256_of(path))
-        except OSError:
-            continue
-    return found
+# ---- shared: times --------------------------------------------------------------------------
 
 
 def parse_since(text: str | None) -> datetime | None:
@@ -148,13 +63,8 @@ def keys_create(
 ) -> None:
     """Make an API key; its token is printed once and never stored (only its sha256)."""
     wanted = parse_role(role)
-    with open_gallery(db, create=True) as gallery:
-        ledger = Ledger(gallery)
-
-        def within(conn: Connection, key: ApiKey) -> None:
-            log_in(conn, ledger, "key.create", key_summary(key))
-
-        token, key = KeyStore(gallery).create(name, wanted, Actor.os_user().name, within)
+    with open_ops(db, create=True) as ops:
+        token, key = ops.create_key(me(), name, wanted).value
     if json_out:
         emit_json({**key.as_json(), "token": token})
     else:
@@ -170,8 +80,8 @@ def keys_create(
 @handle_errors
 def keys_list(db: Db = None, json_out: Json = False) -> None:
     """Every API key: id, holder, role, when and by whom it was made, whether revoked."""
-    with open_gallery(db) as gallery:
-        keys = KeyStore(gallery).all()
+    with open_ops(db) as ops:
+        keys = ops.list_keys()
     if json_out:
         for key in keys:
             emit_json(key.as_json())
@@ -195,13 +105,8 @@ def keys_revoke(
     json_out: Json = False,
 ) -> None:
     """Revoke an API key at once: requests bearing it are refused from now on."""
-    with open_gallery(db) as gallery:
-        ledger = Ledger(gallery)
-
-        def within(conn: Connection, key: ApiKey) -> None:
-            log_in(conn, ledger, "key.revoke", key_summary(key))
-
-        key = KeyStore(gallery).revoke(key_id, within)
+    with open_ops(db) as ops:
+        key = ops.revoke_key(me(), key_id).value
     if json_out:
         emit_json(key.as_json())
     else:

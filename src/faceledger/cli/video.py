@@ -6,7 +6,7 @@ import json
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -33,16 +33,14 @@ from faceledger.cli.common import (
     Strictness,
     app,
     handle_errors,
-    make_config,
+    me,
+    open_ops,
 )
 from faceledger.cli.render import err, out
 from faceledger.config import Config, parse_duration
 from faceledger.engine import Engine
 from faceledger.errors import ConfigError, InputError
-from faceledger.events import Dispatcher, EventStore, JsonlSink, Sink, StdoutSink, WebhookSink
-from faceledger.images import sha256_of
-from faceledger.ledger import Ledger
-from faceledger.ledger.audit import Actor, tracks_summary
+from faceledger.events import Dispatcher, JsonlSink, Sink, StdoutSink
 from faceledger.video.scan import TrackDecision, VideoScanner
 from faceledger.video.source import LiveSource, file_frames, probe
 
@@ -144,67 +142,36 @@ def scan(
     faceledger scan clip.mp4 --profile fast --json events.jsonl
     """
     failures: list[tuple[str, str]] = []
-    why = (purpose, case)
+    acting = me(purpose, case)
     with (
-        Engine(make_config(profile, db, strictness, offline)) as engine,
+        open_ops(db, create=True, profile=profile, strictness=strictness, offline=offline) as ops,
         jsonl_writer(json_file) as handle,
     ):
-        keep = parse_keep(keep_unknown, engine.config)
-        engine.load()
-        engine.matcher()
-        store = EventStore(engine.gallery)
-        store.purge_expired()
-        ledger = Ledger(engine.gallery)
+        keep = parse_keep(keep_unknown, ops.config)
+        ops.load()
+        ops.purge_expired()
         for video in videos:
             decisions: list[TrackDecision] = []
-            ids: list[int] = []
-            error: str | None = None
             started = time.perf_counter()
             try:
-                for decision in scan_one(engine, video, every, best):
-                    decisions.append(decision)
-                    ids.append(store.add(decision, None, engine.model_id, keep))
-                    write_event(handle, {"id": ids[-1], **decision.as_json()})
+                # The start entry, each track's event with its entry as it is decided,
+                # the end entry (with the error, if one ended the file early).
+                with ops.video_run(acting, "scan", video, keep_unknown=keep) as run:
+                    decisions = run.decisions
+                    for decision in scan_one(ops.engine, video, every, best):
+                        event_id = run.record(decision)
+                        write_event(handle, {"id": event_id, **decision.as_json()})
             except InputError as exc:
                 failures.append((str(video), exc.reason))
-                error = exc.reason
-            finally:
-                record_tracks(ledger, engine, "scan", video, decisions, ids, error, why)
             seconds = time.perf_counter() - started
             if json_file is None or str(json_file) != "-":
                 title = f"{video}: {len(decisions)} tracks"
                 out.print(tracks_table(decisions, title))
                 err.print(f"[dim]{video}: {seconds:.1f} s[/]")
         if json_file is None or str(json_file) != "-":
-            out.print(render.threshold_line(engine.threshold))
+            out.print(render.threshold_line(ops.engine.threshold))
     render.failures_block(failures)
     raise typer.Exit(1 if failures else 0)
-
-
-def record_tracks(
-    ledger: Ledger,
-    engine: Engine,
-    action: str,
-    source: Path | str,
-    decisions: list[TrackDecision],
-    ids: list[int],
-    error: str | None,
-    why: tuple[str | None, str | None],
-) -> None:
-    """One ledger entry for a scanned file or a watched stream: who was named, or not."""
-    who = Actor.os_user()
-    inputs: list[str] = []
-    if isinstance(source, Path) and source.is_file():
-        try:
-            inputs = [sha256_of(source)]
-        except OSError:
-            inputs = []
-    summary = tracks_summary([d.match for d in decisions], ids, error)
-    summary["source"] = str(source)
-    ledger.append(
-        who.name, who.role, action, purpose=why[0], case_ref=why[1], inputs=inputs,
-        result=summary, model=engine.model_id,
-    )  # fmt: skip
 
 
 def scan_one(engine: Engine, video: Path, every: int, best: int) -> Iterator[TrackDecision]:
@@ -277,57 +244,69 @@ def watch(
     oldest frames are dropped (counted in the health line). Events go to stdout as JSON
     lines and, with --jsonl, to a file. Stopping flushes every decided event.
     """
-    why = (purpose, case)
+    acting = me(purpose, case)
     source = LiveSource(url, give_up_after=give_up_after)
     stop = _stop_on_signals(source)
     failed = False
-    with Engine(make_config(profile, db, strictness, offline)) as engine:
-        keep = parse_keep(keep_unknown, engine.config)
-        engine.load()
-        engine.matcher()
-        store = EventStore(engine.gallery)
-        store.purge_expired()
-        sinks: list[Sink] = [StdoutSink()]
-        if jsonl is not None:
-            sinks.append(JsonlSink(jsonl))
-        if webhook is not None:
-            sinks.append(WebhookSink(webhook, engine.gallery))
-        dispatcher = Dispatcher(sinks)
-        scanner = VideoScanner(engine, url, every=every, best_k=best, decide_after=decide_after)
-        last_health = time.monotonic()
-        started_at = datetime.now(timezone.utc)
+    try:
+        with open_ops(
+            db, create=True, profile=profile, strictness=strictness, offline=offline
+        ) as ops:
+            keep = parse_keep(keep_unknown, ops.config)
+            ops.load()
+            ops.purge_expired()
+            sinks: list[Sink] = [StdoutSink()]
+            if jsonl is not None:
+                sinks.append(JsonlSink(jsonl))
+            if webhook is not None:
+                sinks.append(ops.webhook_sink(webhook))
+            dispatcher = Dispatcher(sinks)
+            scanner = VideoScanner(
+                ops.engine, url, every=every, best_k=best, decide_after=decide_after
+            )
+            started_at = datetime.now(timezone.utc)
+            try:
+                with ops.video_run(
+                    acting, "watch", f"{name}: {url}", camera=name, keep_unknown=keep
+                ) as run:
 
-        ledger = Ledger(engine.gallery)
-        decided: list[TrackDecision] = []
-        ids: list[int] = []
-        error: str | None = None
+                    def emit(decision: TrackDecision) -> None:
+                        first = started_at + timedelta(seconds=decision.first_t)
+                        event_id = run.record(decision, started_at=first)  # with its entry
+                        dispatcher.send({"id": event_id, "camera": name, **decision.as_json()})
 
-        def emit(decision: TrackDecision) -> None:
-            first = started_at + timedelta(seconds=decision.first_t)
-            event_id = store.add(decision, name, engine.model_id, keep, started_at=first)
-            decided.append(decision)
-            ids.append(event_id)
-            dispatcher.send({"id": event_id, "camera": name, **decision.as_json()})
-
-        try:
-            for frame in source.frames():
-                for decision in scanner.feed(frame):
-                    emit(decision)
-                if time.monotonic() - last_health >= health_every:
-                    err.print(f"[dim]{name}: {json.dumps(source.health.as_dict())}[/]")
-                    last_health = time.monotonic()
-        except InputError as exc:
-            err.print(f"[red]error:[/] {exc}")
-            failed = True
-            error = exc.reason
-        finally:
-            for decision in scanner.finish():
-                emit(decision)
-            dispatcher.close()
-            record_tracks(ledger, engine, "watch", f"{name}: {url}", decided, ids, error, why)
-            err.print(f"{name}: stopped; {json.dumps(source.health.as_dict())}")
-    stop()
+                    _follow(source, scanner, emit, name, health_every)
+            except InputError as exc:  # recorded in the end entry, then reported
+                err.print(f"[red]error:[/] {exc}")
+                failed = True
+            finally:
+                dispatcher.close()
+                err.print(f"{name}: stopped; {json.dumps(source.health.as_dict())}")
+    finally:
+        stop()
     raise typer.Exit(1 if failed else 0)
+
+
+def _follow(
+    source: LiveSource,
+    scanner: VideoScanner,
+    emit: Callable[[TrackDecision], None],
+    name: str,
+    health_every: float,
+) -> None:
+    """The live loop: each decided track to ``emit`` as it is decided, the health line every
+    ``health_every`` s; stopping (or a fault) flushes every track still open."""
+    last_health = time.monotonic()
+    try:
+        for frame in source.frames():
+            for decision in scanner.feed(frame):
+                emit(decision)
+            if time.monotonic() - last_health >= health_every:
+                err.print(f"[dim]{name}: {json.dumps(source.health.as_dict())}[/]")
+                last_health = time.monotonic()
+    finally:
+        for decision in scanner.finish():
+            emit(decision)
 
 
 def _stop_on_signals(source: LiveSource) -> Any:

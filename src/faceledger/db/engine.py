@@ -2,12 +2,15 @@
 
 Nothing outside ``faceledger.db`` branches on the dialect: what differs is a function here.
 
-- **Write transactions** hold the write lock from their start (SQLite ``BEGIN IMMEDIATE``;
-  PostgreSQL row locks as they are taken), so what a write reads cannot change before it
-  writes.
-- **The ledger's head** is serialised by the same lock on SQLite (one writer at a time) and
-  by a transaction-scoped advisory lock on PostgreSQL (:func:`lock_ledger`), so writers in
-  several processes or machines never fork the chain or reuse a sequence number.
+- **Write transactions** hold the write lock from their start, so what a write reads
+  cannot change before it writes: SQLite ``BEGIN IMMEDIATE``; PostgreSQL a
+  transaction-scoped advisory lock (:data:`WRITE_LOCK`) taken first, so writers on several
+  machines are serialised exactly as SQLite serialises them (reads never wait). Every
+  store's read-then-write (a subject's id, then an event naming it; the ledger's head, then
+  the entry after it) relies on this.
+- **The ledger's head** is therefore serialised too (:func:`lock_ledger` also locks it for
+  a writer outside :func:`write_txn`): writers in several processes or machines never fork
+  the chain or reuse a sequence number.
 - **Busy or unreachable databases** become :class:`~faceledger.errors.StorageBusyError`
   (retry later: the API answers 503 with ``Retry-After``), never a driver traceback.
 - **Erasure**: SQLite overwrites freed pages (``secure_delete``) and the write-ahead log is
@@ -35,6 +38,8 @@ LEDGER_LOCK = 0x6661_6365_6C65_6467 & 0x7FFF_FFFF_FFFF_FFFF
 """PostgreSQL advisory lock key of the ledger's head ("faceledg")."""
 MIGRATE_LOCK = LEDGER_LOCK - 1
 """PostgreSQL advisory lock key held while the schema is upgraded."""
+WRITE_LOCK = LEDGER_LOCK - 2
+"""PostgreSQL advisory lock key every write transaction holds (one writer at a time)."""
 
 
 def create_engine(target: DatabaseUrl, busy_timeout_s: float = BUSY_TIMEOUT_S) -> sa.Engine:
@@ -108,6 +113,7 @@ def write_txn(engine: sa.Engine) -> Iterator[Connection]:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         else:
             conn.begin()
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK})
         try:
             yield conn
         except BaseException:

@@ -10,7 +10,6 @@ with its own message ("gallery schema vN is newer than this faceledger").
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic.config import Config
 from alembic.operations import Operations
-from alembic.runtime.migration import MigrationContext
+from alembic.runtime.migration import MigrationContext, RevisionStep
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy.engine import Connection
@@ -26,7 +25,7 @@ from sqlalchemy.engine import Connection
 from faceledger.db.schema import APP_ID, meta_table
 from faceledger.errors import StorageError
 
-HEAD = "v4"
+HEAD = "v5"
 """The revision of the head schema (:mod:`faceledger.db.schema`)."""
 SCHEMA_VERSION = 4
 """The integer kept in ``meta.schema_version`` (the version faceledger used before Alembic)."""
@@ -96,8 +95,10 @@ def current(conn: Connection) -> str | None:
 
 
 def _context(conn: Connection, script: ScriptDirectory) -> MigrationContext:
-    def to_head(heads: Iterable[str], _context: MigrationContext) -> Any:
-        return script._upgrade_revs("head", tuple(heads))
+    def to_head(heads: Any, _context: MigrationContext) -> list[RevisionStep]:
+        # what alembic's own `upgrade` command hands the context (heads: a tuple of
+        # revisions, although _upgrade_revs is annotated with str)
+        return script._upgrade_revs("head", heads)
 
     return MigrationContext.configure(
         connection=conn,

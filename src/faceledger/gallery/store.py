@@ -97,8 +97,10 @@ class Gallery:
         self._owns = not isinstance(target, Database)
         self.db = target if isinstance(target, Database) else Database(target)
         self.engine = self.db.engine
-        self.path = self.db.name
+        self.name = self.db.name
         """The database's name in messages (a file's path; a URL without its password)."""
+        self.path: Path | str = self.db.url.path or self.db.name
+        """The SQLite file (for a server: its name, as :attr:`name`)."""
 
     def close(self) -> None:
         if self._owns:
@@ -123,7 +125,7 @@ class Gallery:
         if others:
             found = ", ".join(f"{n} templates of {m}" for m, n in sorted(others.items()))
             raise ModelMismatchError(
-                f"{self.path}: gallery holds {found}, which cannot be compared with {model_id} "
+                f"{self.name}: gallery holds {found}, which cannot be compared with {model_id} "
                 f"vectors. Re-embed it first: faceledger gallery reembed --profile <profile>"
             )
 
@@ -144,7 +146,7 @@ class Gallery:
         model_ids = sorted({t.model_id for t in new})
         if len(model_ids) > 1:
             raise ModelMismatchError(
-                f"{self.path}: templates for {name!r} come from several models "
+                f"{self.name}: templates for {name!r} come from several models "
                 f"({', '.join(model_ids)}); enroll with one embedder"
             )
         self.require_model(model_ids[0])
@@ -203,7 +205,7 @@ class Gallery:
                 sa.select(subjects.c.id).where(subjects.c.name == name)
             ).scalar()
             if subject_id is None:
-                raise NotFoundError(f"no subject named {name!r} in {self.path}")
+                raise NotFoundError(f"no subject named {name!r} in {self.name}")
             digests = tuple(
                 conn.execute(
                     sa.select(templates.c.source_sha256)
@@ -236,7 +238,7 @@ class Gallery:
         with write_txn(self.engine) as conn:
             taken = conn.execute(sa.select(subjects.c.id).where(subjects.c.name == name)).first()
             if taken is not None:
-                raise ConflictError(f"a subject named {name!r} exists already in {self.path}")
+                raise ConflictError(f"a subject named {name!r} exists already in {self.name}")
             conn.execute(
                 subjects.insert().values(name=name, legal_basis=legal_basis, created_at=stamp)
             )
@@ -265,7 +267,7 @@ class Gallery:
             ).first()
             if row is None:
                 raise NotFoundError(
-                    f"subject {name!r} has no template {template_id} in {self.path}"
+                    f"subject {name!r} has no template {template_id} in {self.name}"
                 )
             conn.execute(templates.delete().where(templates.c.id == template_id))
             self._bump(conn)
@@ -299,7 +301,7 @@ class Gallery:
             self._bump(conn)
             ids = set(conn.execute(sa.select(templates.c.id)).scalars())
             if ids != set(vectors):
-                raise StorageError(f"{self.path}: templates changed during re-embedding; retry")
+                raise StorageError(f"{self.name}: templates changed during re-embedding; retry")
             for template_id, vector in vectors.items():
                 conn.execute(
                     templates.update()
@@ -342,7 +344,7 @@ class Gallery:
     def subject(self, name: str) -> tuple[SubjectInfo, list[TemplateInfo]]:
         info = next((s for s in self.subjects() if s.name == name), None)
         if info is None:
-            raise NotFoundError(f"no subject named {name!r} in {self.path}")
+            raise NotFoundError(f"no subject named {name!r} in {self.name}")
         query = (
             sa.select(
                 templates.c.id,

@@ -239,7 +239,7 @@ class Ledger:
         self.clock = clock
         if gallery is None:
             if isinstance(store, Gallery):
-                gallery = store.path
+                gallery = store.name
             elif isinstance(store, Database):
                 gallery = store.name
             else:

@@ -14,6 +14,8 @@ from sqlalchemy.engine import Connection
 from faceledger.access import KeyStore
 from faceledger.config import Config
 from faceledger.db import Database
+from faceledger.db.engine import BUSY_TIMEOUT_S
+from faceledger.db.migrate import SCHEMA_VERSION
 from faceledger.engine import Engine
 from faceledger.events.review import Reviews
 from faceledger.events.store import Clock, EventStore, utc_now
@@ -41,7 +43,8 @@ class OperationsBase:
     """The database and stores of one gallery, an engine over it, and the ledger.
 
     Cheap to construct apart from opening the database (which checks and upgrades its
-    schema); models load on first use or with :meth:`load`."""
+    schema); models load on first use or with :meth:`load`. ``busy_timeout_s``: how long
+    a statement waits for another writer's lock before StorageBusyError."""
 
     def __init__(
         self,
@@ -50,9 +53,10 @@ class OperationsBase:
         create: bool = True,
         engine: Engine | None = None,
         clock: Clock = utc_now,
+        busy_timeout_s: float = BUSY_TIMEOUT_S,
     ) -> None:
         self.config = config
-        self.db = Database(config.db, create=create)
+        self.db = Database(config.db, create=create, busy_timeout_s=busy_timeout_s)
         self.clock = clock
         try:
             self.gallery = Gallery(self.db)
@@ -85,6 +89,16 @@ class OperationsBase:
     @functools.cached_property
     def model_id(self) -> str:
         return self.engine.model_id
+
+    @property
+    def schema_version(self) -> int:
+        """The gallery schema of the database (opening it upgraded it to this one)."""
+        return SCHEMA_VERSION
+
+    @property
+    def db_name(self) -> str:
+        """The database's name for messages: a file's path, or its URL without a password."""
+        return self.db.name
 
     def load(self) -> None:
         """Resolve, verify and load every model now, and read the gallery's templates."""

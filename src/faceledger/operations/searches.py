@@ -12,7 +12,7 @@ from faceledger.images import ImageSource, sha256_of
 from faceledger.ledger.audit import identify_summary, verify_summary
 from faceledger.operations.acting import Acting
 from faceledger.operations.base import OperationsBase, Recorded
-from faceledger.types import ImageResult, Verification
+from faceledger.types import ImageResult, Threshold, Verification
 
 
 def digests(sources: Iterable[ImageSource | str]) -> tuple[str, ...]:
@@ -29,6 +29,17 @@ def digests(sources: Iterable[ImageSource | str]) -> tuple[str, ...]:
 
 
 class SearchOperations(OperationsBase):
+    @property
+    def threshold(self) -> Threshold:
+        """The decision threshold searches use (the embedder's, at the configured strictness)."""
+        return self.engine.threshold
+
+    def searchable(self) -> int:
+        """How many templates a search compares against (raises ModelMismatchError when the
+        gallery was enrolled with another embedder)."""
+        with self.inference() as engine:
+            return int(engine.matcher().index.size)
+
     def identify(self, acting: Acting, source: ImageSource, top: int = 1) -> Recorded[ImageResult]:
         """Every face in one image with its open-set decision (a subject or unknown).
 
@@ -89,4 +100,3 @@ class SearchOperations(OperationsBase):
         result = image_result(found, None)
         entry = self._log(acting.record("detect", {"faces": len(found.faces)}, inputs=inputs))
         return Recorded((result, found), entry)
-

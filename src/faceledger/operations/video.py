@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import Connection
 
 from faceledger.engine import Engine
+from faceledger.events.sinks import WebhookSink
 from faceledger.ledger.audit import tracks_summary
 from faceledger.ledger.chain import LedgerEntry
 from faceledger.operations.acting import Acting
@@ -31,6 +32,9 @@ from faceledger.video.redact import (
 
 if TYPE_CHECKING:
     from faceledger.video.scan import TrackDecision
+
+KEEP_NOBODY = Keep()
+"""Redaction's default: every face hidden."""
 
 
 class VideoRun:
@@ -143,6 +147,12 @@ class VideoOperations(OperationsBase):
         finally:
             run.finish(error)
 
+    def webhook_sink(self, url: str, **options: Any) -> WebhookSink:
+        """A sink POSTing each event to ``url`` through this gallery's durable outbox
+        (``options``: :class:`~faceledger.events.sinks.WebhookSink`'s, e.g. ``timeout``)."""
+        options.setdefault("clock", self.clock)
+        return WebhookSink(url, self.gallery, **options)
+
     def redaction_engine(self) -> Engine:
         """An engine with redaction's detection settings, over this gallery."""
         return Engine(redaction_config(self.config), gallery=self.gallery)
@@ -153,7 +163,7 @@ class VideoOperations(OperationsBase):
         source: Path,
         output: Path,
         *,
-        keep: Keep = Keep(),
+        keep: Keep = KEEP_NOBODY,
         method: str = "blur",
         every: int = 1,
         force: bool = False,
@@ -193,4 +203,3 @@ class VideoOperations(OperationsBase):
                 output.unlink()
             raise
         return Recorded(report, entry)
-

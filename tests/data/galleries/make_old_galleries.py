@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import io
 import itertools
 import json
@@ -97,6 +98,12 @@ class FakeDecision:
     match: FakeMatch
 
 
+def old(module: str) -> Any:
+    """A module of the old faceledger (in the child, the only one on sys.path); typed Any,
+    since its API is the old one, not what this checkout's faceledger declares."""
+    return importlib.import_module(module)
+
+
 class Child:
     def __init__(self, level: int, db: Path, rng_seed: int) -> None:
         import numpy as np
@@ -125,12 +132,10 @@ class Child:
     # ---- steps, one per schema version ----
 
     def gallery(self) -> Any:
-        from faceledger.gallery.store import Gallery
-
-        return Gallery(self.db)
+        return old("faceledger.gallery.store").Gallery(self.db)
 
     def enroll(self, gallery: Any) -> None:
-        from faceledger.gallery.store import NewTemplate
+        NewTemplate = old("faceledger.gallery.store").NewTemplate
 
         plan = [("ada", "consent", 3), ("grace", "contract", 2), ("linus", "consent", 2)]
         for name, basis, count in plan:
@@ -154,12 +159,15 @@ class Child:
         self.report["steps"].append("enroll")
 
     def events(self, gallery: Any) -> None:
-        from faceledger.events.store import EventStore
-
+        EventStore = old("faceledger.events.store").EventStore
         store = EventStore(gallery, clock=self.clock)
         threshold = FakeThreshold(0.5, 1e-3)
-        known = FakeDecision("door.mp4", 1, 1.25, 4.5, self.noise(), FakeMatch("ada", 0.8, threshold))
-        unknown = FakeDecision("door.mp4", 2, 5.0, 7.0, self.noise(), FakeMatch(None, 0.3, threshold))
+        known = FakeDecision(
+            "door.mp4", 1, 1.25, 4.5, self.noise(), FakeMatch("ada", 0.8, threshold)
+        )
+        unknown = FakeDecision(
+            "door.mp4", 2, 5.0, 7.0, self.noise(), FakeMatch(None, 0.3, threshold)
+        )
         kept = FakeDecision("lobby.mp4", 1, 0.5, 2.0, self.noise(), FakeMatch(None, 0.2, threshold))
         ids = [
             store.add(known, "door", MODEL_ID, started_at=self.clock()),
@@ -172,8 +180,8 @@ class Child:
 
     def outbox(self, gallery: Any, event_id: int) -> None:
         """One outbox row through ``WebhookSink.send``, without starting its delivery thread."""
-        from faceledger.events.sinks import WebhookSink
-        from faceledger.events.store import EventStore
+        WebhookSink = old("faceledger.events.sinks").WebhookSink
+        EventStore = old("faceledger.events.store").EventStore
 
         sink = object.__new__(WebhookSink)
         sink.name = sink.url = "http://hooks.invalid/faceledger"
@@ -186,41 +194,61 @@ class Child:
         sink.send(EventStore(gallery).get(event_id).as_json())
 
     def ledger(self, gallery: Any) -> None:
-        from faceledger.ledger.chain import Ledger
+        Ledger = old("faceledger.ledger.chain").Ledger
 
         ledger = Ledger(gallery, clock=self.clock, gallery="synthetic-gallery")
         digest = hashlib.sha256(b"synthetic probe").hexdigest()
         entries = [
-            ledger.append("cli:alice", "operator", "enroll", result={"subject": "ada"},
-                          inputs=[digest], model=MODEL_ID),  # fmt: skip
-            ledger.append("cli:alice", "operator", "identify", purpose="investigation",
-                          case_ref="CASE-1", inputs=[digest],
-                          result={"matches": [{"subject": "ada", "score": 0.81}]},
-                          model=MODEL_ID),  # fmt: skip
-            ledger.append("cli:bob", "operator", "verify", purpose="access", inputs=[digest],
-                          result={"same": False, "score": 0.12}, model=MODEL_ID),  # fmt: skip
-            ledger.append("cli:carol", "admin", "erase", result={"subject": "nobody",
-                          "templates": 0}),  # fmt: skip
+            ledger.append(
+                "cli:alice",
+                "operator",
+                "enroll",
+                result={"subject": "ada"},
+                inputs=[digest],
+                model=MODEL_ID,
+            ),
+            ledger.append(
+                "cli:alice",
+                "operator",
+                "identify",
+                purpose="investigation",
+                case_ref="CASE-1",
+                inputs=[digest],
+                result={"matches": [{"subject": "ada", "score": 0.81}]},
+                model=MODEL_ID,
+            ),
+            ledger.append(
+                "cli:bob",
+                "operator",
+                "verify",
+                purpose="access",
+                inputs=[digest],
+                result={"same": False, "score": 0.12},
+                model=MODEL_ID,
+            ),
+            ledger.append(
+                "cli:carol", "admin", "erase", result={"subject": "nobody", "templates": 0}
+            ),
         ]
         self.report["ledger_head"] = entries[-1].hash
         self.report["steps"].append("ledger")
 
     def service(self, gallery: Any) -> None:
-        from faceledger import access
-        from faceledger.events.review import Reviews
-        from faceledger.events.store import EventStore
-        from faceledger.gallery.store import write_txn
-        from faceledger.gallery.watchlists import WatchLists
+        access = old("faceledger.access")
+        Reviews = old("faceledger.events.review").Reviews
+        EventStore = old("faceledger.events.store").EventStore
+        write_txn = old("faceledger.gallery.store").write_txn
+        WatchLists = old("faceledger.gallery.watchlists").WatchLists
 
         serial = itertools.count(0xA0001)
-        access.secrets = types.SimpleNamespace(  # type: ignore[attr-defined]
+        access.secrets = types.SimpleNamespace(
             token_hex=lambda n: f"{next(serial):0{2 * n}x}",
             token_urlsafe=lambda n: TOKEN_SECRET,
         )
         keys = access.KeyStore(gallery)
         token, key = keys.create("Synthetic Admin", access.Role.admin, "cli:setup")
-        _, old = keys.create("Old Reviewer", access.Role.reviewer, "cli:setup")
-        keys.revoke(old.id)
+        _, retired = keys.create("Old Reviewer", access.Role.reviewer, "cli:setup")
+        keys.revoke(retired.id)
         lists = WatchLists(gallery)
         lists.create("door-two-person", two_person=True)
         lists.create("lobby-review", review=True)
@@ -247,16 +275,16 @@ class Child:
         self.report["steps"].append("service")
 
     def run(self, steps: list[str]) -> dict[str, Any]:
-        import faceledger.gallery.store as store_module
+        store_module = old("faceledger.gallery.store")
 
         fixed_now: Callable[[], str] = self.clock.text
         for module in list(sys.modules.values()):
             name = getattr(module, "__name__", "")
             if name.startswith("faceledger") and getattr(module, "now", None) is store_module.now:
                 module.now = fixed_now  # type: ignore[attr-defined]
-        store_module.now = fixed_now  # type: ignore[attr-defined]
+        store_module.now = fixed_now
+        # modules that `from faceledger.gallery.store import now` later get the patched one
         gallery = self.gallery()
-        # modules imported after this point take store.now, already patched
         try:
             for step in steps:
                 getattr(self, step)(gallery)
@@ -271,13 +299,9 @@ def child_main(src: Path, level: int, db: Path, steps: list[str], seed: int) -> 
     """Run ``steps`` with the faceledger in ``src`` (and no other) on the gallery ``db``."""
     sys.path[:] = [p for p in sys.path if not (Path(p or ".") / "faceledger").exists()]
     sys.path.insert(0, str(src))
-    import faceledger.gallery.store
-
-    where = Path(faceledger.gallery.store.__file__).resolve()
+    where = Path(old("faceledger.gallery.store").__file__).resolve()
     if not where.is_relative_to(src.resolve()):
         raise SystemExit(f"imported {where}, not the code under {src}")
-    # Let modules that do `from faceledger.gallery.store import now` see the patched one:
-    # they are imported by the steps, after Child.run patched the module.
     report = Child(level, db, seed).run(steps)
     print(json.dumps(report))
 
@@ -364,10 +388,13 @@ def describe(sql: str) -> dict[str, Any]:
                                                         "FROM api_keys ORDER BY id")]  # fmt: skip
         out["watchlists"] = {
             name: [review, two, members.split(",") if members else []]
-            for name, review, two, members in _rows(conn, """
+            for name, review, two, members in _rows(
+                conn,
+                """
                 SELECT w.name, w.review, w.two_person, group_concat(s.name)
                 FROM watchlists w LEFT JOIN watchlist_members m ON m.watchlist_id = w.id
-                LEFT JOIN subjects s ON s.id = m.subject_id GROUP BY w.id ORDER BY w.name""")
+                LEFT JOIN subjects s ON s.id = m.subject_id GROUP BY w.id ORDER BY w.name""",
+            )
         }
         out["reviews"] = out["tables"]["reviews"]
     conn.close()
@@ -379,7 +406,7 @@ def build(
 ) -> dict[str, Any]:
     """Run each (level, sha, src) of ``plan`` in turn on one new gallery; dump it."""
     db = workdir / f"{name}.db"
-    made_by = []
+    made_by: list[dict[str, Any]] = []
     reports: dict[str, Any] = {}
     for level, sha, src in plan:
         steps = [s for n in range(1, level + 1) for s in STEPS[n]] if not made_by else STEPS[level]
@@ -412,7 +439,9 @@ def parent_main(commits: dict[int, str], out_dir: Path) -> None:
         sources = {level: export(commit, work) for level, commit in commits.items()}
         for level in sorted(sources):
             sha, src = sources[level]
-            manifest["galleries"][f"v{level}"] = build(f"v{level}", [(level, sha, src)], work, out_dir)
+            manifest["galleries"][f"v{level}"] = build(
+                f"v{level}", [(level, sha, src)], work, out_dir
+            )
         if 3 in sources and 4 in sources:
             plan = [(3, *sources[3]), (4, *sources[4])]
             manifest["galleries"]["v4-from-v3"] = build("v4-from-v3", plan, work, out_dir)
