@@ -26,6 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from faceledger.db import Database
 from faceledger.db.engine import write_txn
 from faceledger.db.schema import api_keys
 from faceledger.errors import ConfigError, ConflictError, NotFoundError
@@ -130,7 +131,7 @@ KeyHook = Callable[[Connection, ApiKey], None]
 class KeyStore:
     """The API keys of one gallery; pass a :class:`Gallery` or its engine."""
 
-    def __init__(self, store: Gallery | sa.Engine) -> None:
+    def __init__(self, store: Gallery | Database | sa.Engine) -> None:
         self.engine = engine_with_schema(store, SERVICE_SCHEMA, "API keys")
 
     def create(

@@ -1,4 +1,6 @@
-"""`faceledger bench service`: a few seconds of real load, and its ledger check."""
+"""`faceledger bench service`: a few seconds of real load, and its ledger check, on a
+SQLite gallery and on a PostgreSQL one (concurrent appends to the chain from the server's
+threads)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,9 @@ from typer.testing import CliRunner
 
 from faceledger.bench import service
 from faceledger.cli.main import app
+from faceledger.config import load_config
 from faceledger.errors import ConfigError
+from faceledger.operations import Operations
 from tests.conftest import MODELS, SMOKE, need
 
 STANDIN = {
@@ -20,13 +24,13 @@ STANDIN = {
 }
 
 
-def test_two_clients_for_three_seconds_every_request_in_the_ledger(tmp_path: Path) -> None:
+def test_two_clients_for_three_seconds_every_request_in_the_ledger(db_url: str) -> None:
     need(MODELS)
     options = service.Options(
         clients=2,
         seconds=3,
         images=need(SMOKE / "identities"),
-        db=tmp_path / "gallery.db",
+        db=db_url,
         settings={**STANDIN, "FACELEDGER_MODEL_MIRROR": str(MODELS)},
     )
     result = service.run(options)
@@ -39,6 +43,13 @@ def test_two_clients_for_three_seconds_every_request_in_the_ledger(tmp_path: Pat
     assert check.seqs_distinct and check.seqs_in_ledger
     assert check.chain_ok and check.ok, check.chain
     assert result.as_json()["ledger"]["ok"] is True
+    # the benchmark's own keys were made and revoked on the record, by the OS user
+    with Operations(load_config(db=db_url)) as ops:
+        keys = [e for e in ops.audit_entries() if e.action.startswith("key.")]
+        assert ops.audit_verify().ok
+        assert all(not k.active for k in ops.list_keys())
+    assert [e.action for e in keys] == ["key.create"] * 2 + ["key.revoke"] * 2
+    assert {(e.role, e.purpose) for e in keys} == {("cli", service.PURPOSE)}
 
 
 @pytest.mark.parametrize(

@@ -261,7 +261,7 @@ def test_an_unsupported_database_is_a_usage_error(
 def test_an_unreachable_server_is_one_line_and_exit_1(tmp_path: Path) -> None:
     url = "postgresql://nobody@127.0.0.1:1/faceledger"  # nothing listens on port 1
     code, out, err = run("keys", "list", "--db", url)
-    assert code == 1
+    assert code == 1 and out == ""
     assert err.count("\n") == 1 and err.startswith("error: ")
     assert "busy" in err and "cannot reach the server" in err and "Traceback" not in err
 
@@ -309,3 +309,31 @@ def test_reembed_moves_gallery_to_another_model(
     code, out, _ = run("identify", probe, "--db", gallery, "--profile", "fast", "--json")
     assert code == 0
     assert lines(out)[0]["faces"][0]["subject"] == "obama"
+
+
+PORTED = ("main", "admin", "service", "audit", "review")
+"""CLI modules that act only through Operations (video and redact follow)."""
+STORES = {"Gallery", "Ledger", "EventStore", "Reviews", "WatchLists", "KeyStore", "Database"}
+STORE_ATTRIBUTES = {"gallery", "ledger", "events", "reviews", "watchlists", "keys", "db", "engine"}
+
+
+@pytest.mark.parametrize("module", PORTED)
+def test_the_cli_opens_no_store_and_no_sql(module: str) -> None:
+    """Front ends go through Operations: no store, no SQL, no ledger writes of their own."""
+    import ast
+
+    import faceledger.cli
+
+    source = Path(faceledger.cli.__file__).with_name(f"{module}.py")
+    tree = ast.parse(source.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            modules = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            modules += [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names = {a.name for a in node.names}
+            bad = [m for m in modules if m.split(".")[0] == "sqlalchemy" or m.startswith(
+                "faceledger.db")]  # fmt: skip
+            assert not bad, f"{module}.py:{node.lineno} imports {bad}"
+            assert not names & STORES, f"{module}.py:{node.lineno} imports {names & STORES}"
+        elif isinstance(node, ast.Attribute) and node.attr in STORE_ATTRIBUTES:
+            raise AssertionError(f"{module}.py:{node.lineno} reaches .{node.attr}")

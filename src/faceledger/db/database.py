@@ -6,6 +6,7 @@ import contextlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -14,7 +15,7 @@ from faceledger.db import engine as dialect
 from faceledger.db.migrate import HEAD, SCHEMA_VERSION, current, upgrade
 from faceledger.db.schema import APP_ID, meta_table
 from faceledger.db.url import DatabaseUrl, parse_db
-from faceledger.errors import ConfigError, StorageBusyError, StorageError
+from faceledger.errors import ConfigError, StorageError
 
 
 class Database:
@@ -43,14 +44,18 @@ class Database:
             except OSError as exc:
                 raise StorageError(f"{path}: cannot create its folder ({exc})") from exc
         self.engine = dialect.create_engine(self.url, busy_timeout_s)
+        self.busy_timeout_s = busy_timeout_s
         self._scrub_pending = False
         self._lock = threading.Lock()
+        if self.url.dialect == "sqlite":
+            sa.event.listen(self.engine.pool, "checkin", self._after_use)
         try:
             self._open()
             dialect.enable_wal(self.engine)
         except sa.exc.DatabaseError as exc:
             self.engine.dispose()
-            raise StorageError(f"{self.name}: not a usable faceledger gallery ({exc.orig})") from None
+            reason = f"not a usable faceledger gallery ({exc.orig})"
+            raise StorageError(f"{self.name}: {reason}") from None
         except BaseException:
             self.engine.dispose()
             raise
@@ -94,8 +99,6 @@ class Database:
         """A write transaction holding the write lock from its start; commits at the end."""
         with dialect.write_txn(self.engine) as conn:
             yield conn
-        if self._scrub_pending:
-            self.scrub()
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
@@ -103,19 +106,42 @@ class Database:
             yield conn
 
     def scrub(self) -> None:
-        """After an erasure: no erased bytes left in the files beyond what the engine keeps
-        for readers still open; retried after later writes until it completes."""
-        with self._lock:
-            try:
-                self._scrub_pending = not dialect.scrub(self.engine)
-            except StorageBusyError:
-                self._scrub_pending = True
+        """After an erasure: leave no erased bytes in the database's files. SQLite: the
+        write-ahead log is checkpointed and truncated now if no reader holds it, otherwise
+        as soon as a connection of this database is next used with none left (nothing ever
+        waits for a reader). PostgreSQL: see ``faceledger.db.engine``."""
+        if self.url.dialect != "sqlite":
+            return
+        self._scrub_pending = True
+        raw = self.engine.raw_connection()
+        try:
+            self._try_scrub(raw.driver_connection)
+        finally:
+            raw.close()
+
+    def _after_use(self, dbapi_conn: Any, _record: Any) -> None:
+        if self._scrub_pending and dbapi_conn is not None:
+            self._try_scrub(dbapi_conn)
+
+    def _try_scrub(self, dbapi_conn: Any) -> None:
+        if not self._lock.acquire(blocking=False):
+            return  # another thread is at it
+        try:
+            if self._scrub_pending:
+                self._scrub_pending = not dialect.checkpoint(dbapi_conn, self.busy_timeout_s)
+        finally:
+            self._lock.release()
 
     def close(self) -> None:
         if self._scrub_pending:
             with contextlib.suppress(StorageError, sa.exc.DatabaseError):
                 self.scrub()
         self.engine.dispose()
+
+    @property
+    def scrub_pending(self) -> bool:
+        """True while erased bytes may still be in the write-ahead log (a reader holds it)."""
+        return self._scrub_pending
 
     def __enter__(self) -> Database:
         return self

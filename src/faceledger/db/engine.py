@@ -14,7 +14,7 @@ Nothing outside ``faceledger.db`` branches on the dialect: what differs is a fun
 - **Busy or unreachable databases** become :class:`~faceledger.errors.StorageBusyError`
   (retry later: the API answers 503 with ``Retry-After``), never a driver traceback.
 - **Erasure**: SQLite overwrites freed pages (``secure_delete``) and the write-ahead log is
-  truncated at the next checkpoint that no reader blocks (:func:`scrub`); PostgreSQL's
+  truncated at the next checkpoint that no reader blocks (:func:`checkpoint`); PostgreSQL's
   DELETE leaves dead row versions until VACUUM marks their space reusable — VACUUM does not
   zero them on disk either; see docs/SERVICE.md.
 """
@@ -64,7 +64,8 @@ def create_engine(target: DatabaseUrl, busy_timeout_s: float = BUSY_TIMEOUT_S) -
             pool_pre_ping=True,
             connect_args={
                 "connect_timeout": max(1, int(busy_timeout_s)),
-                "options": f"-c lock_timeout={timeout_ms} -c idle_in_transaction_session_timeout=60000",
+                "options": f"-c lock_timeout={timeout_ms} "
+                "-c idle_in_transaction_session_timeout=60000",
                 "application_name": "faceledger",
             },
         )
@@ -156,26 +157,22 @@ def enable_wal(engine: sa.Engine) -> None:
             conn.exec_driver_sql("PRAGMA journal_mode=WAL")
 
 
-def scrub(engine: sa.Engine) -> bool:
-    """After an erasure: make erased bytes unrecoverable from the database's files as far
-    as the engine allows, without waiting for readers; True when nothing is left pending.
-
-    SQLite: copy the write-ahead log into the main file and truncate it (secure_delete has
-    zeroed the freed pages there). A reader still open keeps the log in use: then nothing
-    waits, and :func:`scrub` is tried again after the next write (see ``Database``).
-    PostgreSQL: nothing to do here (see the module docstring)."""
-    if engine.dialect.name != "sqlite":
-        return True
-    with engine.connect() as conn:
-        conn.exec_driver_sql("PRAGMA busy_timeout=0")
-        try:
-            busy = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").first()
-        except StorageBusyError:
-            return False
-        finally:
-            conn.exec_driver_sql(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
-        conn.commit()
-    return busy is None or int(busy[0]) == 0
+def checkpoint(dbapi_conn: Any, busy_timeout_s: float = BUSY_TIMEOUT_S) -> bool:
+    """SQLite, after an erasure: copy the write-ahead log into the main file (where
+    secure_delete has zeroed the freed pages) and truncate it, without waiting for anyone;
+    True when done. A reader still open keeps the log in use: then nothing is waited for,
+    and the caller tries again later (``Database`` does, after every use of a connection).
+    """
+    cursor = dbapi_conn.cursor()
+    try:
+        cursor.execute("PRAGMA busy_timeout=0")
+        row = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return row is None or int(row[0]) == 0
+    except sqlite3.OperationalError:  # locked: another connection is writing
+        return False
+    finally:
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+        cursor.close()
 
 
 def distinct_agg(column: sa.ColumnElement[Any], dialect: str) -> sa.ColumnElement[Any]:

@@ -73,9 +73,7 @@ def parse_db(target: str | Path | DatabaseUrl) -> DatabaseUrl:
                 f"{_mask(text)}: name the database, e.g. postgresql://user@host:5432/faceledger"
             )
         return DatabaseUrl("postgresql", url.set(drivername="postgresql+psycopg"), None)
-    raise ConfigError(
-        f"{_mask(text)}: faceledger cannot use {kind!r} databases; give {FORMS}"
-    )
+    raise ConfigError(f"{_mask(text)}: faceledger cannot use {kind!r} databases; give {FORMS}")
 
 
 def _sqlite(path: Path) -> DatabaseUrl:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from faceledger.db import Database
 from faceledger.db.engine import write_txn
 from faceledger.db.schema import events, reviews
 from faceledger.errors import ConfigError, ConflictError, NotFoundError
@@ -61,7 +62,7 @@ class ReviewState:
 class Reviews:
     """Reviews of the events in one gallery; pass a :class:`Gallery` or its engine."""
 
-    def __init__(self, store: Gallery | sa.Engine, *, clock: Clock = utc_now) -> None:
+    def __init__(self, store: Gallery | Database | sa.Engine, *, clock: Clock = utc_now) -> None:
         self.engine = engine_with_schema(store, EVENTS_SCHEMA, "reviews")
         self.clock = clock
 

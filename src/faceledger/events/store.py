@@ -23,6 +23,7 @@ import numpy as np
 import sqlalchemy as sa
 from PIL import Image
 
+from faceledger.db import Database
 from faceledger.db.engine import write_txn
 from faceledger.db.schema import events, outbox, subjects
 from faceledger.errors import NotFoundError
@@ -51,7 +52,7 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
 
 
-def engine_of(store: Gallery | sa.Engine) -> sa.Engine:
+def engine_of(store: Gallery | Database | sa.Engine) -> sa.Engine:
     """The engine of a gallery, checked to hold the events tables (schema v2 or later)."""
     return engine_with_schema(store, EVENTS_SCHEMA, "events tables")
 
@@ -136,7 +137,7 @@ _COLUMNS = (
 class EventStore:
     """Events in the gallery database; pass a :class:`Gallery` or its ``sa.Engine``."""
 
-    def __init__(self, store: Gallery | sa.Engine, *, clock: Clock = utc_now) -> None:
+    def __init__(self, store: Gallery | Database | sa.Engine, *, clock: Clock = utc_now) -> None:
         self.engine = engine_of(store)
         self.clock = clock
 

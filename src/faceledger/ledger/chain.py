@@ -174,7 +174,9 @@ class BadEntryError(StorageError):
     """A stored entry that cannot be read back (crafted or corrupted in the database)."""
 
     def __init__(self, seq: int, reason: str) -> None:
-        super().__init__(f"ledger entry {seq} is unreadable: {reason} (see: faceledger audit verify)")
+        super().__init__(
+            f"ledger entry {seq} is unreadable: {reason} (see: faceledger audit verify)"
+        )
         self.seq = seq
         self.reason = reason
 
@@ -238,9 +240,7 @@ class Ledger:
         self.engine = ledger_engine(store)
         self.clock = clock
         if gallery is None:
-            if isinstance(store, Gallery):
-                gallery = store.name
-            elif isinstance(store, Database):
+            if isinstance(store, Gallery | Database):
                 gallery = store.name
             else:
                 gallery = str(store.url.database)

@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from faceledger.db import Database
 from faceledger.db.engine import write_txn
 from faceledger.db.schema import events
 from faceledger.events.store import EVENTS_SCHEMA, Clock, erase_expired_crops, iso, utc_now
@@ -46,7 +47,7 @@ class RetentionReport:
 
 
 def run_retention(
-    store: Gallery | sa.Engine,
+    store: Gallery | Database | sa.Engine,
     policy: Policy,
     record: Callable[[Connection, dict[str, Any]], LedgerEntry],
     *,

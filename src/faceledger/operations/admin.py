@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 from faceledger.access import ApiKey, Role
 from faceledger.gallery.watchlists import WatchList
 from faceledger.ledger.audit import key_summary
-from faceledger.ledger.chain import LedgerEntry, VerifyReport
+from faceledger.ledger.chain import LedgerEntry, LedgerRecord, VerifyReport
 from faceledger.ledger.retention import Policy, RetentionReport, run_retention
 from faceledger.operations.acting import Acting
 from faceledger.operations.base import OperationsBase, Recorded
@@ -23,14 +23,20 @@ class AdminOperations(OperationsBase):
     def create_key(self, acting: Acting, name: str, role: Role) -> Recorded[tuple[str, ApiKey]]:
         """A new key: (the token, shown only now; its record)."""
         done: list[LedgerEntry] = []
-        hook = self._hook(lambda key: acting.record("key.create", key_summary(key)), done)
-        token, key = self.keys.create(name, role, acting.actor, hook)
+
+        def record(key: ApiKey) -> LedgerRecord:
+            return acting.record("key.create", key_summary(key))
+
+        token, key = self.keys.create(name, role, acting.actor, self._hook(record, done))
         return Recorded((token, key), done[0])
 
     def revoke_key(self, acting: Acting, key_id: str) -> Recorded[ApiKey]:
         done: list[LedgerEntry] = []
-        hook = self._hook(lambda key: acting.record("key.revoke", key_summary(key)), done)
-        return Recorded(self.keys.revoke(key_id, hook), done[0])
+
+        def record(key: ApiKey) -> LedgerRecord:
+            return acting.record("key.revoke", key_summary(key))
+
+        return Recorded(self.keys.revoke(key_id, self._hook(record, done)), done[0])
 
     def list_keys(self) -> list[ApiKey]:
         return self.keys.all()
@@ -44,8 +50,11 @@ class AdminOperations(OperationsBase):
         self, acting: Acting, name: str, review: bool = False, two_person: bool = False
     ) -> Recorded[WatchList]:
         done: list[LedgerEntry] = []
-        hook = self._hook(lambda made: acting.record("watchlist.create", made.as_json()), done)
-        made = self.watchlists.create(name, review, two_person, hook)
+
+        def record(made: WatchList) -> LedgerRecord:
+            return acting.record("watchlist.create", made.as_json())
+
+        made = self.watchlists.create(name, review, two_person, self._hook(record, done))
         return Recorded(made, done[0])
 
     def add_to_watchlist(

@@ -91,6 +91,16 @@ class OperationsBase:
         return self.engine.model_id
 
     @property
+    def max_id(self) -> int:
+        """The largest row id (of a template, an event) the database can hold: SQLite's
+        are 64-bit, PostgreSQL's INTEGER columns 32-bit. A larger id names nothing (the
+        database would refuse it as out of range rather than find no row)."""
+        return 2**31 - 1 if self.db.dialect == "postgresql" else 2**63 - 1
+
+    def _no_such_id(self, value: int) -> bool:
+        return not 0 < value <= self.max_id
+
+    @property
     def schema_version(self) -> int:
         """The gallery schema of the database (opening it upgraded it to this one)."""
         return SCHEMA_VERSION

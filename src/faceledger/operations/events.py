@@ -16,6 +16,14 @@ from faceledger.operations.base import OperationsBase, Recorded
 
 
 class EventOperations(OperationsBase):
+    def _require_event_id(self, event_id: int) -> None:
+        if self._no_such_id(event_id):
+            raise NotFoundError(f"no event {event_id} in {self.db.name}")
+
+    def _event(self, event_id: int) -> EventRecord:
+        self._require_event_id(event_id)
+        return self.events.get(event_id)
+
     def list_events(
         self,
         *,
@@ -33,14 +41,14 @@ class EventOperations(OperationsBase):
 
     def event(self, event_id: int) -> tuple[EventRecord, tuple[Review, ...]]:
         """One event (its crop withheld: see :meth:`view_evidence`) and its reviews."""
-        record = self.events.get(event_id)
+        record = self._event(event_id)
         plain = EventRecord(**{**record.__dict__, "crop_png": None})
         return plain, self.reviews.of(event_id)
 
     def view_evidence(self, acting: Acting, event_id: int) -> Recorded[bytes]:
         """The event's face crop (PNG); each viewing is recorded before the bytes are
         returned. NotFoundError when no crop is kept."""
-        record = self.events.get(event_id)
+        record = self._event(event_id)
         if record.crop_png is None:
             raise NotFoundError(f"event {event_id} keeps no face crop")
         entry = self._log(acting.record("event.crop.view", {"event": event_id}))
@@ -51,6 +59,7 @@ class EventOperations(OperationsBase):
     ) -> Recorded[ReviewState]:
         """One reviewer's decision (the acting person); on a two-person list a second,
         different person must confirm."""
+        self._require_event_id(event_id)
         done: list[LedgerEntry] = []
 
         def within(conn: Connection, state: ReviewState) -> None:

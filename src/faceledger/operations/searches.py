@@ -20,9 +20,7 @@ def digests(sources: Iterable[ImageSource | str]) -> tuple[str, ...]:
     found = []
     for source in sources:
         try:
-            if isinstance(source, str):
-                source = Path(source)
-            found.append(sha256_of(source))
+            found.append(sha256_of(Path(source) if isinstance(source, str) else source))
         except (OSError, InputError):
             continue
     return tuple(found)

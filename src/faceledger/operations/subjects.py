@@ -104,9 +104,7 @@ class SubjectOperations(OperationsBase):
     ) -> tuple[EnrollReport, LedgerEntry | None]:
         """Photos of an existing subject (NotFoundError when there is none)."""
         if not self.gallery.has_subject(name):
-            raise NotFoundError(
-                f"no subject named {name!r}: create it with its legal basis first"
-            )
+            raise NotFoundError(f"no subject named {name!r}: create it with its legal basis first")
         return self.enroll(acting, name, sources, None, largest=largest)
 
     def create_subject(
@@ -141,6 +139,8 @@ class SubjectOperations(OperationsBase):
         return Recorded(erased[0], done[0])
 
     def remove_template(self, acting: Acting, name: str, template_id: int) -> Recorded[Erasure]:
+        if self._no_such_id(template_id):
+            raise NotFoundError(f"subject {name!r} has no template {template_id} in {self.db.name}")
         done: list[LedgerEntry] = []
 
         def within(conn: Connection, erasure: Erasure) -> None:
