@@ -86,6 +86,32 @@ class Camera:
         return f"http://127.0.0.1:{self.port}/cam1.ts"
 
 
+class Hook:
+    """A webhook receiver on 127.0.0.1: keeps every POSTed event, answers 204."""
+
+    def __init__(self) -> None:
+        self.events: list[dict] = []
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                hook.events.append(json.loads(body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/events"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 @pytest.fixture
 def camera(smoke: Path, tmp_path: Path) -> Iterator[Camera]:
     ts = remux_to_ts(smoke / "video" / "short_hamilton_clip.mp4", tmp_path / "cam.ts")
@@ -137,9 +163,11 @@ def test_watch_command_survives_an_outage_and_flushes_every_event_on_sigterm(
         report, _ = ops.enroll(Acting.os_user(), "lin-manuel-miranda", [photo], "test")
     assert report.enrolled, report.failures
     events_file = tmp_path / "events.jsonl"
+    hook = Hook()
     watch = subprocess.Popen(
         [sys.executable, "-m", "faceledger", "watch", camera.url, "--name", "door-1",
-         "--jsonl", str(events_file), "--decide-after", "1.0", "--every", "2"],
+         "--jsonl", str(events_file), "--decide-after", "1.0", "--every", "2",
+         "--webhook", hook.url],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -151,6 +179,7 @@ def test_watch_command_survives_an_outage_and_flushes_every_event_on_sigterm(
     finally:
         watch.send_signal(signal.SIGTERM)
         stdout, stderr = watch.communicate(timeout=60)
+        hook.stop()
     assert watch.returncode == 0, stderr
     health = json.loads(stderr.rsplit("stopped; ", 1)[1].splitlines()[0])
     assert health["reconnects"] >= 1 and health["frames"] > 100
@@ -166,6 +195,7 @@ def test_watch_command_survives_an_outage_and_flushes_every_event_on_sigterm(
     ids = [e["id"] for e in written]
     assert len(ids) == len(set(ids))  # no event twice
     assert sorted(ids) == sorted(e.id for e in stored) == sorted(e["id"] for e in printed)
+    assert sorted({e["id"] for e in hook.events}) == sorted(ids)  # the webhook got them all
     assert all(e["camera"] == "door-1" for e in written)
     assert {e["subject"] for e in written} - {None} <= {"lin-manuel-miranda"}
     assert any(e["subject"] == "lin-manuel-miranda" for e in written)
