@@ -19,7 +19,7 @@ from support.clocks import T0, Ticker, sha
 
 from faceledger.gallery import Gallery
 from faceledger.ledger import GENESIS, Ledger, entry_hash
-from faceledger.ledger.chain import LedgerRecord
+from faceledger.ledger.chain import BadEntryError, LedgerRecord
 
 COLUMNS = ("at", "actor", "role", "action", "purpose", "case_ref", "inputs", "result",
            "gallery", "model", "prev_hash", "hash")  # fmt: skip
@@ -330,3 +330,27 @@ def test_two_writers_do_not_fork_the_chain(gallery: Gallery) -> None:
 
 
 # ---- schema ------------------------------------------------------------------------------
+
+
+def test_a_crafted_deeply_nested_entry_is_named_not_a_recursion_error(
+    gallery: Gallery, ledger: Ledger
+) -> None:
+    """Once, '[' * 100000 in a row made verify, list and export end in a RecursionError."""
+    fill(ledger, 3)
+    tamper(gallery, "UPDATE ledger SET result = ? WHERE seq = 2", params=("[" * 100_000,))
+    report = ledger.verify()
+    assert not report.ok and report.first_bad == 2 and "unreadable" in report.reason
+    with pytest.raises(BadEntryError, match=r"ledger entry 2 is unreadable: .*nested"):
+        ledger.entries()
+    with pytest.raises(BadEntryError, match="entry 2"):
+        ledger.export(io.StringIO())
+    assert [e.seq for e in ledger.entries(action="search")] == [1, 3]  # the others still read
+
+
+def test_results_nested_too_deeply_are_refused_on_the_way_in(ledger: Ledger) -> None:
+    deep: Any = "leaf"
+    for _ in range(100):
+        deep = [deep]
+    with pytest.raises(ValueError, match="nested more than"):
+        ledger.append(LedgerRecord("alice", "operator", "identify", result=deep))
+    assert ledger.verify().entries == 0
