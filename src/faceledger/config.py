@@ -80,6 +80,9 @@ class Config(BaseSettings):
         default_factory=lambda: str(default_db()),
         description="gallery database: a SQLite file, or postgresql://user@host:port/name",
     )
+    db_busy_timeout: float = Field(
+        5.0, gt=0, le=600, description="seconds a write waits for another writer's lock"
+    )
     model_mirror: Path | None = Field(None, description="folder searched for model files")
     model_cache: Path = Field(default_factory=default_cache, description="download cache")
     model_paths: dict[str, Path] = Field(
@@ -164,7 +167,9 @@ def load_config(**overrides: Any) -> Config:
         return Config(**given)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors()
+            f"{'.'.join(str(p) for p in e['loc']) or 'config'}: "
+            f"{e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
         )
         raise ConfigError(f"invalid configuration: {problems}") from None
     except (OSError, ValueError) as exc:

@@ -22,6 +22,7 @@ Nothing outside ``faceledger.db`` branches on the dialect: what differs is a fun
 from __future__ import annotations
 
 import contextlib
+import math
 import sqlite3
 from collections.abc import Iterator
 from typing import Any
@@ -85,7 +86,9 @@ def _busy(ctx: sa.engine.ExceptionContext, shown: str, timeout_s: float) -> None
     else:
         reason = _postgres_busy(orig, timeout_s)
     if reason is not None:
-        raise StorageBusyError(f"{shown}: the database is busy ({reason}); try again") from None
+        busy = StorageBusyError(f"{shown}: the database is busy ({reason}); try again")
+        busy.retry_after_s = max(1, math.ceil(timeout_s))
+        raise busy from None
 
 
 def _postgres_busy(orig: BaseException, timeout_s: float) -> str | None:

@@ -232,7 +232,7 @@ class EventStore:
         with self.engine.connect() as conn:
             row = conn.execute(query).first()
         if row is None:
-            raise NotFoundError(f"no event {event_id} in {self.engine.url}")
+            raise NotFoundError(f"no event {event_id}")
         crop = row.best_crop_png
         return _record(row, None if crop is None else bytes(crop))
 

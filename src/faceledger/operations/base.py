@@ -14,7 +14,6 @@ from sqlalchemy.engine import Connection
 from faceledger.access import KeyStore
 from faceledger.config import Config
 from faceledger.db import Database
-from faceledger.db.engine import BUSY_TIMEOUT_S
 from faceledger.db.migrate import SCHEMA_VERSION
 from faceledger.engine import Engine
 from faceledger.events.review import Reviews
@@ -44,7 +43,8 @@ class OperationsBase:
 
     Cheap to construct apart from opening the database (which checks and upgrades its
     schema); models load on first use or with :meth:`load`. ``busy_timeout_s``: how long
-    a statement waits for another writer's lock before StorageBusyError."""
+    a statement waits for another writer's lock before StorageBusyError (default: the
+    config's ``db_busy_timeout``)."""
 
     def __init__(
         self,
@@ -53,10 +53,11 @@ class OperationsBase:
         create: bool = True,
         engine: Engine | None = None,
         clock: Clock = utc_now,
-        busy_timeout_s: float = BUSY_TIMEOUT_S,
+        busy_timeout_s: float | None = None,
     ) -> None:
         self.config = config
-        self.db = Database(config.db, create=create, busy_timeout_s=busy_timeout_s)
+        timeout = config.db_busy_timeout if busy_timeout_s is None else busy_timeout_s
+        self.db = Database(config.db, create=create, busy_timeout_s=timeout)
         self.clock = clock
         try:
             self.gallery = Gallery(self.db)
@@ -89,6 +90,11 @@ class OperationsBase:
     @functools.cached_property
     def model_id(self) -> str:
         return self.engine.model_id
+
+    @functools.cached_property
+    def detector_id(self) -> str:
+        """The detector's model name (what a detection is recorded with)."""
+        return self.engine.detector_card.name
 
     @property
     def max_id(self) -> int:

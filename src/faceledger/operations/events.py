@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import hashlib
 from datetime import datetime
 
 from sqlalchemy.engine import Connection
@@ -51,7 +52,8 @@ class EventOperations(OperationsBase):
         record = self._event(event_id)
         if record.crop_png is None:
             raise NotFoundError(f"event {event_id} keeps no face crop")
-        entry = self._log(acting.record("event.crop.view", {"event": event_id}))
+        digest = hashlib.sha256(record.crop_png).hexdigest()  # exactly what left
+        entry = self._log(acting.record("event.crop.view", {"event": event_id}, inputs=[digest]))
         return Recorded(record.crop_png, entry)
 
     def review(

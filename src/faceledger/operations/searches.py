@@ -93,8 +93,10 @@ class SearchOperations(OperationsBase):
             with self.inference() as engine:
                 found = engine.analyze(source)
         except InputError as exc:
-            self._log(acting.record("detect", {"error": exc.reason}, inputs=inputs))
+            self._log(acting.record("detect", {"error": exc.reason}, inputs=inputs,
+                                    model=self.detector_id))  # fmt: skip
             raise
         result = image_result(found, None)
-        entry = self._log(acting.record("detect", {"faces": len(found.faces)}, inputs=inputs))
+        summary = {"faces": len(found.faces)}
+        entry = self._log(acting.record("detect", summary, inputs=inputs, model=self.detector_id))
         return Recorded((result, found), entry)
