@@ -10,7 +10,7 @@ import pytest
 
 import faceledger
 from faceledger import Acting, Operations, load_config
-from faceledger.errors import ConfigError, InputError
+from faceledger.errors import ConfigError, InputError, StorageBusyError
 from tests.conftest import SMOKE, need
 
 
@@ -87,3 +87,57 @@ def test_a_postgresql_url_is_a_server_not_a_folder(
         assert ops.db.dialect == "postgresql"
         ops.create_watchlist(Acting.os_user(), "staff")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_camera_password_never_reaches_the_ledger_or_the_events(db_url: str) -> None:
+    from support.events import decision
+
+    url = "rtsp://admin:hunter2@10.0.0.7:554/stream1"
+    with Operations(load_config(profile="embedded", db=db_url)) as ops:
+        with ops.video_run(Acting.os_user(), "watch", f"door-1: {url}", camera="door-1") as run:
+            event_id = run.record(decision(None, source=url))
+        stored = ops.list_events()
+        entries = ops.audit_entries()
+        assert [e.action for e in entries] == ["watch.start", "watch.track", "watch.end"]
+        assert entries[1].result["event"] == event_id
+        assert entries[1].result["subject"] is None
+        text = repr([e.as_json() for e in entries]) + repr([s.as_json() for s in stored])
+        assert "hunter2" not in text and "admin:" not in text
+        assert "rtsp://***@10.0.0.7:554/stream1" in text
+
+
+def test_strangers_crops_erased_on_expiry_are_on_the_record(db_url: str) -> None:
+    from datetime import timedelta
+
+    from support.events import decision
+
+    with Operations(load_config(profile="embedded", db=db_url)) as ops:
+        with ops.video_run(Acting.os_user(), "scan", "door.mp4", keep_unknown=timedelta(0)) as run:
+            run.record(decision(None))
+        assert ops.purge_expired(Acting.os_user()) == 1
+        assert ops.purge_expired(Acting.os_user()) == 0  # nothing left: no entry
+        actions = [e.action for e in ops.audit_entries()]
+        assert actions == ["scan.start", "scan.track", "scan.end", "retention.expired"]
+        assert ops.audit_entries()[-1].result == {"unknown_erased": 1}
+
+
+def test_a_redacted_copy_never_exists_without_its_entry(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    need(SMOKE)
+    scene = sorted((SMOKE / "scenes").glob("*.jpg"))[0]
+    with Operations(load_config(profile="embedded", db=db_url)) as ops:
+        me = Acting.os_user(purpose="publication")
+        done = ops.redact(me, scene, tmp_path / "ok.jpg", image=True)
+        assert (tmp_path / "ok.jpg").is_file() and done.entry.action == "redact"
+        assert done.entry.result["faces_blurred"] == done.value.faces_blurred > 0
+
+        def refuse(_record: object) -> None:
+            raise StorageBusyError("the gallery: the database is busy; try again")
+
+        monkeypatch.setattr(ops.ledger, "append", refuse)
+        with pytest.raises(StorageBusyError):
+            ops.redact(me, scene, tmp_path / "refused.jpg", image=True)
+        assert sorted(p.name for p in tmp_path.iterdir() if "gallery.db" not in p.name) == [
+            "ok.jpg"
+        ]

@@ -31,6 +31,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -41,7 +43,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 
@@ -268,7 +270,8 @@ def run(options: Options, say: Say = lambda _: None) -> Result:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="faceledger-shared-")))
         models = choose_models(options, say)
         env = {**options.settings, **models.settings, "FACELEDGER_DB": db}
-        return _Run(options, db, env, models, people, tmp, say).go(throwaway=options.db is None)
+        bench = _Run(options, db=db, env=env, models=models, people=people, tmp=tmp, say=say)
+        return bench.go(throwaway=options.db is None)
     raise AssertionError("unreachable")  # pragma: no cover  (mypy: ExitStack may swallow)
 
 
@@ -284,7 +287,9 @@ def throwaway_database(say: Say) -> Iterator[str]:
     try:
         cluster.start()
     except RuntimeError as exc:
-        raise ConfigError(f"no --db given, and a throw-away PostgreSQL did not start: {exc}") from exc
+        raise ConfigError(
+            f"no --db given, and a throw-away PostgreSQL did not start: {exc}"
+        ) from exc
     try:
         url = cluster.create_database("faceledger_shared_bench")
         say(f"no --db: started a throw-away PostgreSQL server, database {url} (removed after)")
@@ -343,7 +348,10 @@ def probe(settings: Mapping[str, str]) -> tuple[str | None, str]:
     if done.returncode == 0:
         return str(json.loads(done.stdout.strip().splitlines()[-1])), ""
     lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
-    return None, (lines[-1] if lines else f"exit {done.returncode}")
+    if not lines:
+        return None, f"exit {done.returncode}"
+    reason = re.sub(r"^[\w.]+(Error|Exception): ", "", lines[-1])  # the message, not its class
+    return None, reason if len(reason) <= 120 else reason[:119] + "…"
 
 
 def operations(db: str) -> Operations:
@@ -357,7 +365,7 @@ class _Tally:
     def __init__(self) -> None:
         self.actions: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
-        self.ms: Counter[str] = Counter()
+        self.ms: dict[str, float] = {}
         self.seqs: list[tuple[int, str]] = []
         self.seqs_missing: Counter[str] = Counter()
         self.samples: list[str] = []
@@ -367,7 +375,7 @@ class _Tally:
     def answered(self, action: str, ms: float, seq: int | None) -> None:
         with self._lock:
             self.actions[action] += 1
-            self.ms[action] += ms
+            self.ms[action] = self.ms.get(action, 0.0) + ms
             if seq is None:
                 self.seqs_missing[action] += 1
             else:
@@ -402,10 +410,21 @@ class _Loop:
         return doc
 
 
+@dataclass(frozen=True)
+class _Collected:
+    processes: list[Process]
+    window: float
+    returned: list[tuple[int, str, str]]
+    """(ledger_seq, actor, action) of every API answer that carried one."""
+    missing: dict[str, int]
+    logs: dict[str, str]
+
+
 class _Run:
     def __init__(
         self,
         options: Options,
+        *,
         db: str,
         env: Mapping[str, str],
         models: Models,
@@ -419,7 +438,8 @@ class _Run:
         self.models = models
         self.tmp = tmp
         self.say = say
-        self.tag = f"sdb{os.getpid()}x{time.time_ns() % 10**6}"
+        self.tag = f"shared-{secrets.token_hex(3)}"
+        """Names this run's key holders and subjects."""
         self.me = Acting.os_user(purpose=PURPOSE)
         self.own: Counter[tuple[str, str]] = Counter()
         """The benchmark's own recorded actions (its keys), by (actor, action)."""
@@ -437,15 +457,24 @@ class _Run:
             head = ops.audit_head()
             name = ops.db_name
         if not before.ok:
-            raise FaceledgerError(f"{name}: the ledger does not verify before the run: {before.reason}")
+            raise FaceledgerError(
+                f"{name}: the ledger does not verify before the run: {before.reason}"
+            )
         started_at = datetime.now(timezone.utc)
         keys = [self._make_keys(f"{self.tag}-api{i}") for i in range(self.options.servers)]
-        logs: dict[str, str] = {}
         try:
-            processes, window, returned, logs = self._load(keys)
+            got = self._load(keys)
         finally:
             self._revoke(keys)
-        check = self._check(before.entries, head, started_at, processes, returned)
+        processes = got.processes
+        check = self._check(
+            before=before.entries,
+            head=head,
+            started_at=started_at,
+            processes=processes,
+            returned=got.returned,
+            missing=got.missing,
+        )
         failed = sum(p.error_count for p in processes) > 0 or not check.ok
         return Result(
             db=name,
@@ -454,7 +483,7 @@ class _Run:
             model=self.models.model,
             models_note=self.models.note,
             cli_mode=CLI_MODE,
-            seconds=round(window, 2),
+            seconds=round(got.window, 2),
             servers=self.options.servers,
             cli_loops=self.options.cli_loops,
             clients=self.options.clients,
@@ -462,12 +491,10 @@ class _Run:
             cores=os.cpu_count(),
             processes=processes,
             ledger=check,
-            logs=logs if failed else {},
+            logs=got.logs if failed else {},
         )
 
-    def _load(
-        self, keys: list[tuple[str, dict[Role, str]]]
-    ) -> tuple[list[Process], float, list[tuple[int, str, str]], dict[str, str]]:
+    def _load(self, keys: list[tuple[str, dict[Role, str]]]) -> _Collected:
         with contextlib.ExitStack() as stack:
             servers = [stack.enter_context(self._server(i)) for i in range(len(keys))]
             loops = [stack.enter_context(self._loop(i)) for i in range(self.options.cli_loops)]
@@ -485,17 +512,19 @@ class _Run:
                 server.stop()
             processes: list[Process] = []
             returned: list[tuple[int, str, str]] = []
+            missing: Counter[str] = Counter()
             for i, (tally, window_s) in enumerate(tallies):
                 actor = keys[i][0]
                 if i in died:
                     tally.failed("server", "exited during the run", servers[i].log_tail(5))
                 processes.append(_process(f"api-{i}", "api server", actor, window_s, tally))
                 returned.extend((seq, actor, action) for seq, action in tally.seqs)
+                missing.update(tally.seqs_missing)
             for loop, actor in zip(loops, loop_actors, strict=True):
                 processes.append(self._loop_process(loop, actor))
             logs = {f"api-{i}": s.log_tail() for i, s in enumerate(servers)}
             logs.update({loop.name: _tail(loop.log) for loop in loops})
-        return processes, window, returned, logs
+        return _Collected(processes, window, returned, dict(missing), logs)
 
     # -- the timed window -------------------------------------------------------------------
 
@@ -517,7 +546,14 @@ class _Run:
         threads = [
             threading.Thread(
                 target=self._client,
-                args=(server.url, keys[i][1], tallies[i], f"{self.tag}-api{i}c{c}", c, deadline),
+                kwargs={
+                    "url": server.url,
+                    "tokens": keys[i][1],
+                    "tally": tallies[i],
+                    "prefix": f"{self.tag}-api{i}c{c}",
+                    "first": c,
+                    "deadline": deadline,
+                },
                 name=f"shared-bench-api{i}-c{c}",
                 daemon=True,
             )
@@ -539,6 +575,9 @@ class _Run:
             if time.monotonic() - shown >= PROGRESS_EVERY:
                 shown = time.monotonic()
                 self.say(self._progress(shown - start, tallies, loops))
+        for i, thread in enumerate(threads):
+            if thread.is_alive():  # a request still waiting after the grace
+                tallies[i // self.options.clients].failed("client", "stuck", thread.name)
         for loop in loops:
             if loop.process.poll() is None:
                 loop.process.kill()
@@ -566,6 +605,7 @@ class _Run:
 
     def _client(
         self,
+        *,
         url: str,
         tokens: Mapping[Role, str],
         tally: _Tally,
@@ -617,7 +657,7 @@ class _Run:
     @contextlib.contextmanager
     def _loop(self, i: int) -> Iterator[_Loop]:
         name = f"cli-{i}"
-        spec = {
+        spec: dict[str, Any] = {
             "db": self.db,
             "prefix": f"{self.tag}-cli{i}",
             "first": i,
@@ -710,11 +750,13 @@ class _Run:
 
     def _check(
         self,
+        *,
         before: int,
         head: str,
         started_at: datetime,
         processes: Sequence[Process],
         returned: Sequence[tuple[int, str, str]],
+        missing: Mapping[str, int],
     ) -> LedgerCheck:
         with operations(self.db) as ops:
             since = started_at - timedelta(minutes=5)  # a margin for clock steps
@@ -732,9 +774,6 @@ class _Run:
         by_seq = {e.seq: e for e in entries}
         seqs = [e.seq for e in entries]
         answered_seqs = [seq for seq, _, _ in returned]
-        missing: Counter[str] = Counter()
-        for proc in processes:
-            missing.update(proc_missing.get(proc.name, {}))
         return LedgerCheck(
             before=before,
             entries=len(entries),
@@ -746,7 +785,7 @@ class _Run:
                 seq in by_seq and (by_seq[seq].actor, by_seq[seq].action) == (actor, action)
                 for seq, actor, action in returned
             ),
-            seqs_missing=dict(self.seqs_missing),
+            seqs_missing=_ordered(missing),
             seqs_unique=len(set(seqs)) == len(seqs),
             seqs_contiguous=sorted(seqs) == list(range(before + 1, before + 1 + len(seqs))),
             chain_ok=report.ok,
@@ -826,7 +865,7 @@ _LOOP_MAIN = "import sys; from faceledger.bench.shared import cli_loop; cli_loop
 def cli_loop(spec_file: str) -> None:
     """The body of one CLI loop process: ``faceledger`` commands, in-process, one at a time,
     until the deadline read from stdin; counts written to the spec's result file."""
-    spec = json.loads(Path(spec_file).read_text())
+    spec: dict[str, Any] = json.loads(Path(spec_file).read_text())
     from faceledger.cli.main import app  # every command registered, imported once
 
     actor = Acting.os_user().actor
@@ -890,7 +929,3 @@ def _write_json(path: Path, doc: Mapping[str, Any]) -> None:
     part = path.with_suffix(".part")
     part.write_text(json.dumps(doc))
     os.replace(part, path)
-
-
-def _unused(_: IO[str]) -> None:  # pragma: no cover
-    return None

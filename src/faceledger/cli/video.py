@@ -149,7 +149,7 @@ def scan(
     ):
         keep = parse_keep(keep_unknown, ops.config)
         ops.load()
-        ops.purge_expired()
+        ops.purge_expired(acting)
         for video in videos:
             decisions: list[TrackDecision] = []
             started = time.perf_counter()
@@ -254,7 +254,7 @@ def watch(
         ) as ops:
             keep = parse_keep(keep_unknown, ops.config)
             ops.load()
-            ops.purge_expired()
+            ops.purge_expired(me(purpose, case))
             sinks: list[Sink] = [StdoutSink()]
             if jsonl is not None:
                 sinks.append(JsonlSink(jsonl))

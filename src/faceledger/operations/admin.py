@@ -9,6 +9,7 @@ from typing import IO, Any
 from sqlalchemy.engine import Connection
 
 from faceledger.access import ApiKey, Role
+from faceledger.events.store import erase_expired_crops
 from faceledger.gallery.watchlists import WatchList
 from faceledger.ledger.audit import key_summary
 from faceledger.ledger.chain import LedgerEntry, LedgerRecord, VerifyReport
@@ -87,9 +88,16 @@ class AdminOperations(OperationsBase):
 
         return run_retention(self.gallery, policy, record, clock=self.clock)
 
-    def purge_expired(self) -> int:
-        """Erase strangers' crops whose time is up (kept only with --keep-unknown)."""
-        return self.events.purge_expired()
+    def purge_expired(self, acting: Acting) -> int:
+        """Erase strangers' crops whose time is up (kept only with --keep-unknown); when
+        any were, the erasure and its entry are one transaction. Returns how many."""
+        with self.db.write() as conn:
+            erased = erase_expired_crops(conn, self.clock())
+            if erased:
+                self._log_in(conn, acting.record("retention.expired", {"unknown_erased": erased}))
+        if erased:
+            self.db.scrub()
+        return erased
 
     # ---- the ledger, read ---------------------------------------------------------------
 

@@ -7,6 +7,8 @@ ends. A run killed at any moment leaves every stored event with its entry."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -35,6 +37,15 @@ if TYPE_CHECKING:
 
 KEEP_NOBODY = Keep()
 """Redaction's default: every face hidden."""
+
+
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)[^/\s]*@")
+
+
+def without_credentials(source: str) -> str:
+    """A stream address as the ledger may keep it forever: ``rtsp://user:pass@host/x``
+    becomes ``rtsp://***@host/x`` (the rest, host and path, says which camera it was)."""
+    return _USERINFO.sub(r"\g<scheme>***@", source)
 
 
 class VideoRun:
@@ -74,6 +85,9 @@ class VideoRun:
     def record(self, decision: TrackDecision, started_at: datetime | None = None) -> int:
         """Store one decided track as an event, and its ledger entry (naming the event),
         in one transaction; returns the event id."""
+        masked = without_credentials(decision.source)
+        if masked != decision.source:  # a camera URL with its password: never stored
+            decision = dataclasses.replace(decision, source=masked)
         match = decision.match
 
         def within(conn: Connection, event_id: int) -> None:
@@ -134,8 +148,8 @@ class VideoOperations(OperationsBase):
         it). ``action`` is "scan" (a file) or "watch" (a stream)."""
         inputs = digests([source]) if isinstance(source, Path) and source.is_file() else ()
         run = VideoRun(
-            self, acting, action, str(source), camera=camera, keep_unknown=keep_unknown,
-            inputs=inputs,
+            self, acting, action, without_credentials(str(source)), camera=camera,
+            keep_unknown=keep_unknown, inputs=inputs,
         )  # fmt: skip
         run.start()
         error: str | None = None
@@ -172,34 +186,36 @@ class VideoOperations(OperationsBase):
         engine: Engine | None = None,
     ) -> Recorded[RedactReport]:
         """A copy of a photo or video with faces hidden except kept subjects. Identifying
-        whom to keep is a search: its entry (who was kept, with scores) is written before
-        the copy is handed back; if that fails the copy is removed."""
+        whom to keep is a search: its entry (who was kept, with scores) is written once the
+        copy is made and before it is moved into place, so no copy exists without it."""
         engine = engine or self.redaction_engine()
+        inputs = digests([source])
+        entries: list[LedgerEntry] = []
+
+        def publish(report: RedactReport) -> None:
+            result = {
+                "kind": report.kind,
+                "method": report.method,
+                "keep": sorted(keep.subjects) if keep.subjects else ("enrolled" if keep else None),
+                "frames": report.frames,
+                "tracks": report.tracks,
+                "faces_blurred": report.faces_blurred,
+                "kept": [
+                    {"subject": k.subject, "score": round(k.score, 4), "track": k.track_id}
+                    for k in report.kept
+                ],
+                "complete": report.complete,
+            }
+            record = acting.record("redact", result, inputs=inputs, model=engine.model_id)
+            entries.append(self._log(record))
+
         if image:
-            report = redact_image(engine, source, output, keep=keep, method=method, force=force)
+            report = redact_image(
+                engine, source, output, keep=keep, method=method, force=force, publish=publish
+            )
         else:
             report = redact_video(
                 engine, source, output, keep=keep, method=method, every=every, force=force,
-                progress=progress,
+                progress=progress, publish=publish,
             )  # fmt: skip
-        result = {
-            "kind": report.kind,
-            "method": report.method,
-            "keep": sorted(keep.subjects) if keep.subjects else ("enrolled" if keep else None),
-            "frames": report.frames,
-            "tracks": report.tracks,
-            "faces_blurred": report.faces_blurred,
-            "kept": [
-                {"subject": k.subject, "score": round(k.score, 4), "track": k.track_id}
-                for k in report.kept
-            ],
-            "complete": report.complete,
-        }
-        record = acting.record("redact", result, inputs=digests([source]), model=engine.model_id)
-        try:
-            entry = self._log(record)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                output.unlink()
-            raise
-        return Recorded(report, entry)
+        return Recorded(report, entries[0])

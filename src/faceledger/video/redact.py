@@ -112,6 +112,8 @@ TRACKER = TrackerConfig(new_track_score=DET_THRESHOLD)
 """Any detection at the redaction threshold may start a track (then its box is also
 predicted through misses)."""
 ProgressFn = Callable[[str, int, int], None]
+Publish = Callable[["RedactReport"], None]
+"""Called with the report before a finished copy is moved into place (its ledger entry)."""
 """progress(stage, done, total): stage is 'detecting' (pass 1) or 'writing' (pass 2); total
 is 0 when unknown."""
 
@@ -507,8 +509,12 @@ def redact_image(
     keep: Keep = Keep(),
     method: str = "blur",
     force: bool = False,
+    publish: Publish | None = None,
 ) -> RedactReport:
-    """Write ``dst``: the upright photo ``src`` with every face hidden except kept subjects."""
+    """Write ``dst``: the upright photo ``src`` with every face hidden except kept subjects.
+
+    ``publish(report)`` runs once the copy is written but before it is moved into place
+    (its ledger entry): if it raises, no copy is left."""
     started = time.monotonic()
     if method not in METHODS:
         raise ConfigError(
@@ -550,13 +556,7 @@ def redact_image(
         dtype=bool,
     )
     out = blur_regions(image, expand_boxes(faces.boxes[hide], MARGIN, w, h), method)
-    tmp = _temp_beside(dst)
-    try:
-        _write_image(out, tmp, dst)
-        os.replace(tmp, dst)
-    finally:
-        _unlink(tmp)
-    return RedactReport(
+    report = RedactReport(
         source=str(src),
         output=str(dst),
         kind="image",
@@ -574,6 +574,15 @@ def redact_image(
         seconds=time.monotonic() - started,
         notes=("metadata (EXIF, GPS) is not copied; pixels are stored upright",),
     )
+    tmp = _temp_beside(dst)
+    try:
+        _write_image(out, tmp, dst)
+        if publish is not None:
+            publish(report)
+        os.replace(tmp, dst)
+    finally:
+        _unlink(tmp)
+    return report
 
 
 def _write_image(image: ImageArray, tmp: Path, dst: Path) -> None:
@@ -1182,8 +1191,11 @@ def redact_video(
     every: int = 1,
     force: bool = False,
     progress: ProgressFn | None = None,
+    publish: Publish | None = None,
 ) -> RedactReport:
     """Write ``dst``: ``src`` with every face hidden except the tracks of kept subjects.
+    ``publish(report)`` runs before the finished copy is moved into place (see
+    :func:`redact_image`).
 
     Same size (upright), frame rate and presentation times as the input; audio copied. Raises
     InputError (nothing written under ``dst``) when the input cannot be decoded at all; a
@@ -1211,52 +1223,55 @@ def redact_video(
         written = _write_video(
             plan, src=src, tmp=tmp, dst=dst, kept=kept, method=method, progress=progress
         )
+        broken = written.broken or plan.broken
+        notes = []
+        if broken:
+            notes.append(f"{broken}; wrote the {written.frames} frames before it")
+        if plan.rotation:
+            notes.append(f"frames turned upright ({plan.rotation * 90} degrees); no rotation flag")
+        visible = []
+        for tid in sorted(kept):
+            book = plan.tracks[tid]
+            if book.match is not None and book.detections:
+                first, last = book.detections[0][0], book.detections[-1][0]
+                visible.append(
+                    _kept(
+                        tid,
+                        book.match,
+                        first=first,
+                        last=last,
+                        detected=len(book.detections),
+                        visible=len(kept[tid]),
+                        best_frame=book.best_frame,
+                        best_box=book.best_box,
+                    )
+                )
+        width, height = plan.size
+        report = RedactReport(
+            source=str(src),
+            output=str(dst),
+            kind="video",
+            method=method,
+            width=width,
+            height=height,
+            frames=written.frames,
+            fps=written.fps,
+            detections=plan.detections,
+            faces_blurred=written.faces,
+            tracks=len(plan.tracks),
+            kept=tuple(visible),
+            audio_streams=written.audio,
+            codec=written.codec,
+            seconds=time.monotonic() - started,
+            complete=broken is None,
+            notes=tuple(notes),
+        )
+        if publish is not None:
+            publish(report)
         os.replace(tmp, dst)
     finally:
         _unlink(tmp)
-    broken = written.broken or plan.broken
-    notes = []
-    if broken:
-        notes.append(f"{broken}; wrote the {written.frames} frames before it")
-    if plan.rotation:
-        notes.append(f"frames turned upright ({plan.rotation * 90} degrees); no rotation flag")
-    visible = []
-    for tid in sorted(kept):
-        book = plan.tracks[tid]
-        if book.match is not None and book.detections:
-            first, last = book.detections[0][0], book.detections[-1][0]
-            visible.append(
-                _kept(
-                    tid,
-                    book.match,
-                    first=first,
-                    last=last,
-                    detected=len(book.detections),
-                    visible=len(kept[tid]),
-                    best_frame=book.best_frame,
-                    best_box=book.best_box,
-                )
-            )
-    width, height = plan.size
-    return RedactReport(
-        source=str(src),
-        output=str(dst),
-        kind="video",
-        method=method,
-        width=width,
-        height=height,
-        frames=written.frames,
-        fps=written.fps,
-        detections=plan.detections,
-        faces_blurred=written.faces,
-        tracks=len(plan.tracks),
-        kept=tuple(visible),
-        audio_streams=written.audio,
-        codec=written.codec,
-        seconds=time.monotonic() - started,
-        complete=broken is None,
-        notes=tuple(notes),
-    )
+    return report
 
 
 __all__ = [
