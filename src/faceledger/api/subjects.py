@@ -42,6 +42,11 @@ class Subject(BaseModel):
     watchlists: list[str] = []
 
 
+class CreatedSubject(Subject):
+    ledger_seq: int
+    """The ledger entry that records the creation."""
+
+
 class Template(BaseModel):
     id: int
     model_id: str
@@ -71,11 +76,12 @@ class Erased(BaseModel):
     ledger_seq: int
 
 
-@router.post("", status_code=201, response_model=Subject)
+@router.post("", status_code=201, response_model=CreatedSubject)
 def create(request: Request, key: Writer, body: SubjectCreate) -> Any:
     """A new subject with the legal basis for processing their face (templates follow)."""
     made = ops(request).create_subject(acting(key), body.name, body.legal_basis, body.watchlists)
-    return Subject(**made.value.__dict__, watchlists=sorted(set(body.watchlists)))
+    lists = sorted(set(body.watchlists))
+    return CreatedSubject(**made.value.__dict__, watchlists=lists, ledger_seq=made.seq)
 
 
 @router.get("", response_model=list[Subject])

@@ -72,9 +72,8 @@ STANDIN = {"FACELEDGER_EMBEDDER": "mobilefacenet", "FACELEDGER_FLIP": "0"}
 """Runs the `fast` profile without PyTorch: MobileFaceNet (no flip) in EdgeFace's place."""
 CLI_MODE = "in-process loop (the faceledger command called repeatedly in one process)"
 ACTIONS = ("subject.create", "enroll", "identify", "subject.delete")
-SEQ_OPTIONAL = frozenset({"subject.create"})
-"""API answers that may come without ``ledger_seq``: ``POST /v1/subjects`` answers with the
-subject itself. Its entries are still counted; every other answer must carry its seq."""
+SEQ_OPTIONAL: frozenset[str] = frozenset()
+"""API answers that may come without ``ledger_seq`` (none: every answer names its entry)."""
 
 
 # ---- options and results ------------------------------------------------------------------

@@ -17,6 +17,7 @@ from faceledger.cli import (
     admin,  # noqa: F401  (registers the subjects/models/gallery commands)
     audit,  # noqa: F401  (registers the audit and retention commands)
     bench,  # noqa: F401  (registers the bench commands)
+    bench_shared,  # noqa: F401  (registers bench shared-db)
     render,
     review,  # noqa: F401  (registers the watchlists and events commands)
     service,  # noqa: F401  (registers the keys commands)
