@@ -26,11 +26,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from faceledger.db import Database
+from faceledger.db import Store, engine_with_schema
 from faceledger.db.engine import write_txn
 from faceledger.db.schema import api_keys
 from faceledger.errors import ConfigError, ConflictError, NotFoundError
-from faceledger.gallery.store import Gallery, engine_with_schema, now
+from faceledger.gallery.store import now
 from faceledger.gallery.watchlists import SERVICE_SCHEMA
 
 TOKEN_PREFIX = "fl_"
@@ -131,7 +131,7 @@ KeyHook = Callable[[Connection, ApiKey], None]
 class KeyStore:
     """The API keys of one gallery; pass a :class:`Gallery` or its engine."""
 
-    def __init__(self, store: Gallery | Database | sa.Engine) -> None:
+    def __init__(self, store: Store) -> None:
         self.engine = engine_with_schema(store, SERVICE_SCHEMA, "API keys")
 
     def create(

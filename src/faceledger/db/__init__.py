@@ -5,8 +5,18 @@ faceledger's and upgrades its schema with Alembic. Stores (gallery, events, ledg
 take a ``Database``; nothing above them opens a connection.
 """
 
-from faceledger.db.database import Database
+from faceledger.db.database import Database, Store, database_of, engine_with_schema
 from faceledger.db.engine import lock_ledger, top_seq, write_txn
 from faceledger.db.url import DatabaseUrl, parse_db
 
-__all__ = ["Database", "DatabaseUrl", "lock_ledger", "parse_db", "top_seq", "write_txn"]
+__all__ = [
+    "Database",
+    "DatabaseUrl",
+    "Store",
+    "database_of",
+    "engine_with_schema",
+    "lock_ledger",
+    "parse_db",
+    "top_seq",
+    "write_txn",
+]

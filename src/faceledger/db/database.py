@@ -6,7 +6,7 @@ import contextlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -148,3 +148,44 @@ class Database:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class HasDatabase(Protocol):
+    """Anything standing on a :class:`Database` (a ``Gallery``, the operations)."""
+
+    db: Database
+
+
+Store = Database | HasDatabase | sa.Engine
+"""What the stores (events, reviews, keys, the ledger) accept: a database, something that
+stands on one, or a bare engine."""
+
+
+def database_of(store: Store) -> Database | None:
+    if isinstance(store, Database):
+        return store
+    if isinstance(store, sa.Engine):
+        return None
+    return store.db
+
+
+def engine_with_schema(store: Store, version: int, holding: str) -> sa.Engine:
+    """The engine of a store, checked to be at schema ``version`` or later (it holds
+    ``holding``, named in the error)."""
+    if isinstance(store, sa.Engine):
+        engine, shown = store, store.url.render_as_string(hide_password=True)
+    else:
+        db = store if isinstance(store, Database) else store.db
+        engine, shown = db.engine, db.name
+    try:
+        with engine.connect() as conn:
+            query = sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")
+            found = int(conn.execute(query).scalar() or 0)
+    except sa.exc.DatabaseError as exc:
+        raise StorageError(f"{shown}: not a faceledger gallery ({exc.orig})") from None
+    if found < version:
+        raise StorageError(
+            f"{shown}: gallery schema v{found} has no {holding}; "
+            "open it once with faceledger to upgrade it"
+        )
+    return engine

@@ -16,12 +16,11 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from faceledger.db import Database
+from faceledger.db import Store, engine_with_schema
 from faceledger.db.engine import write_txn
 from faceledger.db.schema import events, reviews
 from faceledger.errors import ConfigError, ConflictError, NotFoundError
 from faceledger.events.store import EVENTS_SCHEMA, Clock, iso, utc_now
-from faceledger.gallery.store import Gallery, engine_with_schema
 
 Decision = Literal["confirm", "reject"]
 DECISIONS: tuple[str, ...] = ("confirm", "reject")
@@ -62,7 +61,7 @@ class ReviewState:
 class Reviews:
     """Reviews of the events in one gallery; pass a :class:`Gallery` or its engine."""
 
-    def __init__(self, store: Gallery | Database | sa.Engine, *, clock: Clock = utc_now) -> None:
+    def __init__(self, store: Store, *, clock: Clock = utc_now) -> None:
         self.engine = engine_with_schema(store, EVENTS_SCHEMA, "reviews")
         self.clock = clock
 

@@ -45,10 +45,10 @@ from typing import IO, Any, Protocol, runtime_checkable
 
 import sqlalchemy as sa
 
+from faceledger.db import Store
 from faceledger.db.schema import outbox
 from faceledger.errors import ConfigError, StorageError
 from faceledger.events.store import Clock, engine_of, iso, utc_now
-from faceledger.gallery.store import Gallery
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ class WebhookSink:
     def __init__(
         self,
         url: str,
-        store_engine: Gallery | sa.Engine,
+        store_engine: Store,
         *,
         timeout: float = 5.0,
         max_attempts: int = 8,

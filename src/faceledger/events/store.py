@@ -23,11 +23,10 @@ import numpy as np
 import sqlalchemy as sa
 from PIL import Image
 
-from faceledger.db import Database
+from faceledger.db import Store, engine_with_schema
 from faceledger.db.engine import write_txn
 from faceledger.db.schema import events, outbox, subjects
 from faceledger.errors import NotFoundError
-from faceledger.gallery.store import Gallery, engine_with_schema
 from faceledger.gallery.watchlists import reviews_needed
 
 if TYPE_CHECKING:
@@ -52,7 +51,7 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
 
 
-def engine_of(store: Gallery | Database | sa.Engine) -> sa.Engine:
+def engine_of(store: Store) -> sa.Engine:
     """The engine of a gallery, checked to hold the events tables (schema v2 or later)."""
     return engine_with_schema(store, EVENTS_SCHEMA, "events tables")
 
@@ -137,7 +136,7 @@ _COLUMNS = (
 class EventStore:
     """Events in the gallery database; pass a :class:`Gallery` or its ``sa.Engine``."""
 
-    def __init__(self, store: Gallery | Database | sa.Engine, *, clock: Clock = utc_now) -> None:
+    def __init__(self, store: Store, *, clock: Clock = utc_now) -> None:
         self.engine = engine_of(store)
         self.clock = clock
 

@@ -390,23 +390,3 @@ class Gallery:
 def _model_ids(joined: str | None) -> tuple[str, ...]:
     """GROUP_CONCAT's text -> sorted model ids (none for a subject without templates)."""
     return tuple(sorted(m for m in (joined or "").split(",") if m))
-
-
-def engine_with_schema(
-    store: Gallery | Database | sa.Engine, version: int, holding: str
-) -> sa.Engine:
-    """The engine of a gallery, checked to be at schema ``version`` or later (it holds
-    ``holding``, named in the error)."""
-    engine = store if isinstance(store, sa.Engine) else store.engine
-    try:
-        with engine.connect() as conn:
-            query = sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")
-            found = int(conn.execute(query).scalar() or 0)
-    except sa.exc.DatabaseError as exc:
-        raise StorageError(f"{engine.url}: not a faceledger gallery ({exc.orig})") from None
-    if found < version:
-        raise StorageError(
-            f"{engine.url}: gallery schema v{found} has no {holding}; "
-            "open it once with faceledger's Gallery to upgrade it"
-        )
-    return engine

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from faceledger.db import Database
+from faceledger.db import Store, engine_with_schema
 from faceledger.db.engine import write_txn
 from faceledger.db.schema import subjects, watchlist_members, watchlists
 from faceledger.errors import ConfigError, ConflictError, NotFoundError
-from faceledger.gallery.store import Gallery, engine_with_schema, now
+from faceledger.gallery.store import now
 
 SERVICE_SCHEMA = 4
 """The first gallery schema version with API keys, watch lists and reviews."""
@@ -50,7 +50,7 @@ class WatchList:
 class WatchLists:
     """The watch lists of one gallery; pass a :class:`Gallery` or its engine."""
 
-    def __init__(self, store: Gallery | Database | sa.Engine) -> None:
+    def __init__(self, store: Store) -> None:
         self.engine = engine_with_schema(store, SERVICE_SCHEMA, "watch lists")
 
     def create(

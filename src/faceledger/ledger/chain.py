@@ -28,12 +28,11 @@ from typing import IO, Any
 import numpy as np
 import sqlalchemy as sa
 
-from faceledger.db import Database
+from faceledger.db import Store, database_of, engine_with_schema
 from faceledger.db.engine import lock_ledger, top_seq, write_txn
 from faceledger.db.schema import ledger
 from faceledger.errors import StorageError
 from faceledger.events.store import Clock, iso, utc_now
-from faceledger.gallery.store import Gallery, engine_with_schema
 
 LEDGER_SCHEMA = 3
 """The first gallery schema version that holds the ledger table."""
@@ -122,7 +121,7 @@ class VerifyReport:
     reason: str
 
 
-def ledger_engine(store: Gallery | Database | sa.Engine) -> sa.Engine:
+def ledger_engine(store: Store) -> sa.Engine:
     """The engine of a gallery, checked to hold the ledger table (schema v3 or later)."""
     return engine_with_schema(store, LEDGER_SCHEMA, "ledger")
 
@@ -232,7 +231,7 @@ class Ledger:
 
     def __init__(
         self,
-        store: Gallery | Database | sa.Engine,
+        store: Store,
         *,
         clock: Clock = utc_now,
         gallery: str | None = None,
@@ -240,10 +239,8 @@ class Ledger:
         self.engine = ledger_engine(store)
         self.clock = clock
         if gallery is None:
-            if isinstance(store, Gallery | Database):
-                gallery = store.name
-            else:
-                gallery = str(store.url.database)
+            db = database_of(store)
+            gallery = db.name if db is not None else str(self.engine.url.database)
         self.gallery = gallery
 
     def append(self, record: LedgerRecord) -> LedgerEntry:

@@ -16,14 +16,12 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from faceledger.db import Database
+from faceledger.db import Store, database_of, engine_with_schema
 from faceledger.db.engine import write_txn
 from faceledger.db.schema import events
 from faceledger.events.store import EVENTS_SCHEMA, Clock, erase_expired_crops, iso, utc_now
-from faceledger.gallery.store import Gallery, engine_with_schema
 from faceledger.ledger.chain import LedgerEntry
 
 
@@ -47,7 +45,7 @@ class RetentionReport:
 
 
 def run_retention(
-    store: Gallery | Database | sa.Engine,
+    store: Store,
     policy: Policy,
     record: Callable[[Connection, dict[str, Any]], LedgerEntry],
     *,
@@ -76,6 +74,7 @@ def run_retention(
             "evidence_before": evidence_before,
         }
         entry = record(conn, counts)
-    if isinstance(store, Gallery):
-        store.flush_erased()
+    db = database_of(store)
+    if db is not None:
+        db.scrub()
     return RetentionReport(**counts, ledger_seq=entry.seq)  # type: ignore[arg-type]
