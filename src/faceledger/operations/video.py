@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import Connection
 
 from faceledger.engine import Engine
+from faceledger.errors import FaceledgerError
 from faceledger.events.sinks import WebhookSink
 from faceledger.ledger.audit import tracks_summary
 from faceledger.ledger.chain import LedgerEntry
@@ -152,14 +153,15 @@ class VideoOperations(OperationsBase):
             keep_unknown=keep_unknown, inputs=inputs,
         )  # fmt: skip
         run.start()
-        error: str | None = None
         try:
             yield run
         except BaseException as exc:
-            error = getattr(exc, "reason", None) or type(exc).__name__
+            # The end entry names what stopped the run; if even that cannot be written
+            # (the database is what failed), the original error is the one raised.
+            with contextlib.suppress(FaceledgerError):
+                run.finish(getattr(exc, "reason", None) or type(exc).__name__)
             raise
-        finally:
-            run.finish(error)
+        run.finish(None)
 
     def webhook_sink(self, url: str, **options: Any) -> WebhookSink:
         """A sink POSTing each event to ``url`` through this gallery's durable outbox
