@@ -8,10 +8,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
 
 from faceledger import __version__
 from faceledger.api import admin, audit, errors, events, search, subjects
+from faceledger.api.limits import BodyLimits
 from faceledger.api.service import Service
 from faceledger.config import Config
 from faceledger.operations import Operations
@@ -49,6 +49,9 @@ def create_app(config: Config, ops: Operations | None = None, *, load: bool = Tr
     errors.install(app)
     for module in (search, subjects, events, audit, admin):
         app.include_router(module.router)
+    # innermost first: bodies are limited inside CORS (whose headers reach a 401 or 413),
+    # and measured outside both (their 401s and 413s are counted too)
+    app.add_middleware(BodyLimits, service=svc)
     if svc.config.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -56,23 +59,15 @@ def create_app(config: Config, ops: Operations | None = None, *, load: bool = Tr
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["X-API-Key", "Content-Type"],
         )
-    _limit_and_measure(app, svc)
+    _measure(app, svc)
     return app
 
 
-def _limit_and_measure(app: FastAPI, svc: Service) -> None:
-    limit = svc.config.max_upload + 64 * 1024  # room for the multipart framing
-
+def _measure(app: FastAPI, svc: Service) -> None:
     @app.middleware("http")
-    async def guard(
+    async def measure(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > limit):
-            return JSONResponse(
-                errors.body("PayloadTooLarge", f"request body over the limit of {limit:,} bytes"),
-                413,
-            )
         started = time.perf_counter()
         svc.metrics.in_flight.inc()
         status = 500

@@ -30,15 +30,21 @@ def ops(request: Request) -> Operations:
     return service(request).ops
 
 
+def authenticate(operations: Operations, token: str | None) -> ApiKey:
+    """The active key behind ``token`` (the ``X-API-Key`` header), or a 401 ApiError."""
+    if not token:
+        raise ApiError(401, "Unauthorized", f"send an API key in the {HEADER} header")
+    key = operations.authenticate(token)
+    if key is None:
+        raise ApiError(401, "Unauthorized", "unknown or revoked API key")
+    return key
+
+
 def require(permission: Permission) -> Callable[..., ApiKey]:
     """A dependency: the caller's key, if it may use ``permission`` (401/403 otherwise)."""
 
     def check(request: Request, token: str | None = Security(_header)) -> ApiKey:
-        if not token:
-            raise ApiError(401, "Unauthorized", f"send an API key in the {HEADER} header")
-        key = ops(request).authenticate(token)
-        if key is None:
-            raise ApiError(401, "Unauthorized", "unknown or revoked API key")
+        key = authenticate(ops(request), token)
         if not allowed(key.role, permission):
             raise ApiError(
                 403,
