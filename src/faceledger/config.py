@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import platformdirs
-from pydantic import BeforeValidator, Field, ValidationError, field_validator
+from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -24,6 +24,7 @@ from pydantic_settings import (
 
 from faceledger.db.url import parse_db
 from faceledger.errors import ConfigError
+from faceledger.images import DECODE_BUDGET_TOTAL, MAX_DECODE_BYTES
 from faceledger.models.catalog import PROFILES
 
 Strictness = Literal["lenient", "balanced", "strict"]
@@ -93,6 +94,18 @@ class Config(BaseSettings):
     strictness: Strictness = "balanced"
     max_pixels: int = Field(60_000_000, gt=0, description="refuse larger images (bombs)")
     max_bytes: int = Field(100_000_000, gt=0, description="refuse larger image files")
+    max_decode_bytes: int = Field(
+        MAX_DECODE_BYTES,
+        gt=0,
+        description="refuse images whose decoding takes more memory (bytes: the pixels in "
+        "the file's mode, 16-bit and extra channels counted, plus the RGB copy)",
+    )
+    decode_budget_total: int = Field(
+        DECODE_BUDGET_TOTAL,
+        gt=0,
+        description="memory all image decodes of one process may take at once (bytes); "
+        "more wait their turn; at least max_decode_bytes",
+    )
     detect_max_side: int = Field(
         1280, ge=160, description="images are downscaled to this longest side for detection"
     )
@@ -140,6 +153,15 @@ class Config(BaseSettings):
         if value not in PROFILES:
             raise ValueError(f"unknown profile {value!r}; choose one of: {', '.join(PROFILES)}")
         return value
+
+    @model_validator(mode="after")
+    def _decode_budget_holds_one_decode(self) -> Config:
+        if self.decode_budget_total < self.max_decode_bytes:
+            raise ValueError(
+                f"decode_budget_total ({self.decode_budget_total:,}) must be at least "
+                f"max_decode_bytes ({self.max_decode_bytes:,}): one decode must fit"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(

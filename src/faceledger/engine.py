@@ -95,7 +95,10 @@ class Engine:
         self.detector: Detector = create_detector(self.detector_card, self.store, options)
         self.aligner: Aligner = create_aligner(self.embedder_card, self.store)
         self.embedder: Embedder = create_embedder(self.embedder_card, self.store, config.threads)
-        self.flip = self.profile.flip if config.flip is None else config.flip
+        own_embedder = self.embedder_card.name == self.profile.embedder
+        self.flip = (self.profile.flip and own_embedder) if config.flip is None else config.flip
+        """A profile's flip choice is calibrated for its own embedder: another embedder
+        (``--embedder``) runs without flip unless asked (``flip``)."""
         self.model_id = self.embedder_card.name + ("+flip" if self.flip else "")
         """What the gallery's templates are stamped with: flip vectors never mix with plain."""
         self._gallery: Gallery | None = gallery
@@ -143,7 +146,11 @@ class Engine:
     # ---- stages -------------------------------------------------------------------------
 
     def read(self, src: ImageSource) -> ImageArray:
-        return load_image(src, self.config.max_pixels, self.config.max_bytes)
+        c = self.config
+        return load_image(
+            src, c.max_pixels, c.max_bytes,
+            max_decode_bytes=c.max_decode_bytes, decode_budget_total=c.decode_budget_total,
+        )  # fmt: skip
 
     def detect(self, image: ImageArray, min_face: int | None = None) -> Faces:
         """Faces in an RGB image that pass the size gate, largest first."""
@@ -282,8 +289,8 @@ class Engine:
         if len(found.faces) > 1 and not largest:
             raise AmbiguousFaceError(
                 str(path),
-                f"{len(found.faces)} faces found; pass --largest (API: largest=true) "
-                "to enroll the largest",
+                f"{len(found.faces)} faces found where one was needed; ask for the largest "
+                "face to enroll it (CLI --largest, API largest=true)",
             )
         face = found.faces.largest()
         crops = self.aligner.align(found.image, face)

@@ -522,7 +522,11 @@ def redact_image(
         )
     _check_paths(src, dst, force, want_image=True)
     check_keep(engine, keep)
-    image = load_image(src, engine.config.max_pixels, engine.config.max_bytes)
+    c = engine.config
+    image = load_image(
+        src, c.max_pixels, c.max_bytes,
+        max_decode_bytes=c.max_decode_bytes, decode_budget_total=c.decode_budget_total,
+    )  # fmt: skip
     h, w = image.shape[:2]
     faces = detect_all(engine, image, photo=True)
     kept = np.zeros(len(faces), dtype=bool)
