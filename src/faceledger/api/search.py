@@ -5,24 +5,47 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel
 
 from faceledger.access import ApiKey, Permission
 from faceledger.api.auth import acting, require, service
 from faceledger.api.uploads import read_upload
+from faceledger.errors import ConfigError
 from faceledger.images import sha256_of
+from faceledger.text import free_text
 from faceledger.types import ImageResult
 
 router = APIRouter(prefix="/v1", tags=["search"])
 Operator = Annotated[ApiKey, Depends(require(Permission.search))]
 
+PURPOSE_MIN, PURPOSE_MAX = 3, 500
+
+
+def real_purpose(text: str) -> str:
+    """``text`` as the ledger will keep it (:func:`faceledger.text.free_text`: control
+    characters dropped, NFC, stripped), refused (a 422) when too little is left to say why
+    a search is made."""
+    try:
+        cleaned = free_text(text, "purpose", PURPOSE_MAX, required=True) or ""
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    if len(cleaned) < PURPOSE_MIN:
+        raise ValueError(
+            f"purpose {cleaned!r} is too short to say why this search is made "
+            f"(at least {PURPOSE_MIN} characters besides spaces and control characters)"
+        )
+    return cleaned
+
+
 Purpose = Annotated[
     str,
     Form(
-        min_length=3,
-        max_length=500,
-        description="why this search is made (recorded in the audit ledger)",
+        min_length=PURPOSE_MIN,
+        max_length=PURPOSE_MAX,
+        description="why this search is made (recorded in the audit ledger); spaces and "
+        "control characters alone are refused",
     ),
+    AfterValidator(real_purpose),
 ]
 CaseRef = Annotated[
     str | None, Form(max_length=200, description="case or ticket reference (recorded)")

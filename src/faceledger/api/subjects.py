@@ -3,33 +3,96 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import unquote
 
 from fastapi import APIRouter, Depends, File, Form, Path, Request, UploadFile
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from faceledger.access import ApiKey, Permission
 from faceledger.api.auth import acting, ops, require, service
 from faceledger.api.errors import ApiError
 from faceledger.api.params import SQL_ID_MAX
 from faceledger.api.uploads import read_upload
+from faceledger.errors import ConfigError, NotFoundError
+from faceledger.operations.subjects import BASIS_MAX
+from faceledger.text import NAME_MAX, free_text, subject_name
 
 router = APIRouter(prefix="/v1/subjects", tags=["subjects"])
 Reader = Annotated[ApiKey, Depends(require(Permission.subjects_read))]
 Writer = Annotated[ApiKey, Depends(require(Permission.subjects_write))]
-NAME_PATTERN = r"^[^/\x00-\x1f\x7f]+$"
-Name = Annotated[str, Path(min_length=1, max_length=200, pattern=NAME_PATTERN)]
+NAME_PATH_MAX = 1000
+"""The longest name segment looked up: more than a new name may hold (:data:`NAME_MAX`),
+for galleries made before names were checked, and their names encoded twice."""
 MAX_PHOTOS = 50
 
 
+def new_name(text: str) -> str:
+    """A new subject's name, by the rule every front end shares
+    (:func:`faceledger.text.subject_name`); refused with a 422 that names the character."""
+    try:
+        return subject_name(text)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def real_basis(text: str) -> str:
+    """A legal basis as it is kept (:func:`faceledger.text.free_text`); refused with a 422
+    when too little is left of it."""
+    try:
+        cleaned = free_text(text, "legal basis", BASIS_MAX, required=True) or ""
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    if len(cleaned) < 3:
+        raise ValueError(f"legal basis {cleaned!r} is too short to say why (at least 3 characters)")
+    return cleaned
+
+
+def stored_name(
+    request: Request, name: Annotated[str, Path(min_length=1, max_length=NAME_PATH_MAX)]
+) -> str:
+    """The subject a path segment names. Lookups never apply the rule for new names, so
+    subjects of a gallery made before it (a tab, an escape, a bidi override in the name)
+    are still shown and erased, percent-encoded once. A name with ``/`` cannot be one
+    segment (servers decode ``%2F`` before routing): encode it twice (``a%252Fb``). The
+    segment as it arrives wins when a subject holds it. No gallery holds a NUL (neither
+    the command line nor the API could ever send one): such a name is simply not found."""
+    if "\x00" in name:
+        raise NotFoundError(f"no subject named {name!r}")
+    if "%" in name:
+        decoded = unquote(name)
+        gallery = ops(request)
+        if decoded != name and not gallery.has_subject(name) and gallery.has_subject(decoded):
+            return decoded
+    return name
+
+
+Name = Annotated[str, Depends(stored_name)]
+
+
 class SubjectCreate(BaseModel):
-    # stripped before the length checks: a blank name or basis is a 422 (the gallery would
-    # refuse it with a StorageError, a 503)
+    # stripped before the checks; the name and basis are then cleaned as the operations
+    # layer cleans them, so what it would refuse is a 422 here, naming the character
     model_config = ConfigDict(str_strip_whitespace=True)
 
-    name: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN)
-    legal_basis: str = Field(
-        min_length=3, max_length=2000, description="why this person's face may be processed"
-    )
+    name: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=4 * NAME_MAX,  # NFC may shorten it; the rule counts after NFC
+            description=f"at most {NAME_MAX} characters: letters, digits, spaces and "
+            "punctuation; no control or invisible format characters, no / or \\",
+        ),
+        AfterValidator(new_name),
+    ]
+    legal_basis: Annotated[
+        str,
+        Field(
+            min_length=3,
+            max_length=BASIS_MAX,
+            description="why this person's face may be processed",
+        ),
+        AfterValidator(real_basis),
+    ]
     watchlists: list[str] = Field(default=[], max_length=50)
 
 

@@ -32,6 +32,7 @@ from faceledger.errors import ConfigError, InputError, ModelError
 from faceledger.faces.align import ArcFaceAligner
 from faceledger.models.catalog import CARDS, PROFILES, ModelCard, get_card, get_profile
 from faceledger.models.store import ModelStore
+from faceledger.text import shown
 
 # ---- subjects -------------------------------------------------------------------------------
 
@@ -55,11 +56,17 @@ def subjects_list(db: Db = None, json_out: Json = False) -> None:
                 }
             )
         return
-    table = Table(title=f"Subjects in {where}")
+    table = Table(title=f"Subjects in {shown(where)}")
     for col in ("name", "templates", "model", "legal basis", "enrolled"):
         table.add_column(col)
     for s in rows:
-        table.add_row(s.name, str(s.templates), ", ".join(s.models), s.legal_basis, s.created_at)
+        table.add_row(
+            shown(s.name),
+            str(s.templates),
+            shown(", ".join(s.models)),
+            shown(s.legal_basis),
+            shown(s.created_at),
+        )
     out.print(table)
     out.print(f"{len(rows)} subjects")
 
@@ -80,19 +87,22 @@ def subjects_show(name: str, db: Db = None, json_out: Json = False) -> None:
             }
         )
         return
-    out.print(f"[bold]{info.name}[/]  enrolled {info.created_at}\nlegal basis: {info.legal_basis}")
+    out.print(
+        f"[bold]{shown(info.name)}[/]  enrolled {shown(info.created_at)}\n"
+        f"legal basis: {shown(info.legal_basis)}"
+    )
     table = Table()
     for col in ("id", "model", "source", "sha256", "sharpness", "basis", "added"):
         table.add_column(col)
     for t in templates:
         table.add_row(
             str(t.id),
-            t.model_id,
-            t.source_name,
-            t.source_sha256[:12],
+            shown(t.model_id),
+            shown(t.source_name),
+            shown(t.source_sha256[:12]),
             f"{t.quality:.0f}",
-            t.legal_basis,
-            t.created_at,
+            shown(t.legal_basis),
+            shown(t.created_at),
         )
     out.print(table)
 
@@ -119,7 +129,7 @@ def subjects_remove(
     if json_out:
         emit_json({"removed": name, "templates": removed})
     else:
-        out.print(f"removed {name} ({removed} templates)")
+        out.print(f"removed {shown(name)} ({removed} templates)")
 
 
 # ---- models ---------------------------------------------------------------------------------
@@ -286,11 +296,11 @@ def _check_faces(paths: list[Path], profile: str | None, offline: bool) -> np.nd
             try:
                 image = engine.read(path)
             except InputError as exc:
-                err.print(f"[yellow]skipped[/] {exc}")
+                err.print(f"[yellow]skipped[/] {shown(str(exc))}")
                 continue
             faces = engine.detect(image).largest()
             if len(faces) == 0:
-                err.print(f"[yellow]skipped[/] {path}: no face found")
+                err.print(f"[yellow]skipped[/] {shown(str(path))}: no face found")
                 continue
             crops.append(aligner.align(image, faces)[0])
     if not crops:

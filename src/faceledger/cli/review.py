@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from faceledger.cli.common import (
@@ -30,7 +29,7 @@ from faceledger.errors import ConfigError
 from faceledger.events.review import ReviewState
 from faceledger.events.store import EventRecord
 from faceledger.gallery.watchlists import WatchList
-from faceledger.ledger.chain import MAX_TEXT
+from faceledger.text import shown
 
 # ---- watch lists ----------------------------------------------------------------------------
 
@@ -63,7 +62,7 @@ def watchlists_create(
     if json_out:
         emit_json(made.as_json())
     else:
-        out.print(f"created watch list {escape(made.name)} ({_rule(made)})")
+        out.print(f"created watch list {shown(made.name)} ({_rule(made)})")
 
 
 @watchlists_app.command("list")
@@ -80,8 +79,8 @@ def watchlists_list(db: Db = None, json_out: Json = False) -> None:
     for col in ("name", "rule", "subjects", "created"):
         table.add_column(col, overflow="fold")
     for wl in lists:
-        members = escape(", ".join(wl.subjects)) or "[dim]none[/]"
-        table.add_row(escape(wl.name), _rule(wl), members, short_time(wl.created_at))
+        members = shown(", ".join(wl.subjects)) or "[dim]none[/]"
+        table.add_row(shown(wl.name), _rule(wl), members, short_time(wl.created_at))
     out.print(table)
 
 
@@ -95,7 +94,7 @@ def watchlists_add(
     """Put enrolled subjects on a watch list (all or none of them)."""
     with open_ops(db) as ops:
         wanted = ops.add_to_watchlist(me(), name, subjects).value
-    out.print(f"watch list {escape(name)}: added {escape(', '.join(wanted))}")
+    out.print(f"watch list {shown(name)}: added {shown(', '.join(wanted))}")
 
 
 # ---- events ---------------------------------------------------------------------------------
@@ -109,7 +108,7 @@ def _review_text(event: EventRecord) -> str:
     if event.review == "pending":
         return f"[yellow]pending[/] (needs {event.reviews_needed})"
     colour = "green" if event.review == "confirmed" else "red"
-    return f"[{colour}]{event.review}[/]"
+    return f"[{colour}]{shown(event.review)}[/]"
 
 
 @events_app.command("list")
@@ -146,11 +145,11 @@ def events_list(
         table.add_row(
             str(e.id),
             short_time(e.created_at),
-            escape(e.source),
-            escape(e.camera or ""),
+            shown(e.source),
+            shown(e.camera or ""),
             str(e.track_id),
             f"{e.first_t:.1f}-{e.last_t:.1f}",
-            escape(e.subject) if e.subject else "[yellow]unknown[/]",
+            shown(e.subject) if e.subject else "[yellow]unknown[/]",
             f"{e.score:.3f}",
             _review_text(e),
             "yes" if e.has_crop else "",
@@ -187,24 +186,24 @@ def events_show(
     if json_out:
         emit_json({**event.as_json(), "reviews": [r.as_json() for r in done]})
         return
-    who = escape(event.subject) if event.subject else "[yellow]unknown[/]"
+    who = shown(event.subject) if event.subject else "[yellow]unknown[/]"
     out.print(f"[bold]event {event.id}[/]  {short_time(event.created_at)}  {who}")
     out.print(
-        f"source {escape(event.source)}"
-        + (f", camera {escape(event.camera)}" if event.camera else "")
+        f"source {shown(event.source)}"
+        + (f", camera {shown(event.camera)}" if event.camera else "")
         + f", track {event.track_id}, {event.first_t:.2f}-{event.last_t:.2f} s",
         highlight=False,
     )
     out.print(
         f"score {event.score:.3f}, threshold {event.threshold:.3f} "
-        f"(false-match rate {event.threshold_fmr:g}), model {event.model_id}",
+        f"(false-match rate {event.threshold_fmr:g}), model {shown(event.model_id)}",
         highlight=False,
     )
     if event.review is not None:
         out.print(f"review: {_review_text(event)}")
     for r in done:
-        note = f": {escape(r.comment)}" if r.comment else ""
-        out.print(f"  {short_time(r.at)}  {escape(r.reviewer)} {r.decision}ed{note}")
+        note = f": {shown(r.comment)}" if r.comment else ""
+        out.print(f"  {short_time(r.at)}  {shown(r.reviewer)} {shown(r.decision)}ed{note}")
     if crop is not None:
         out.print(f"face crop written to {crop}")
 
@@ -236,8 +235,6 @@ def events_review(
     """
     if confirm == reject:
         raise ConfigError("give exactly one of --confirm or --reject")
-    if comment is not None and len(comment) > MAX_TEXT // 2:
-        raise ConfigError(f"--comment is {len(comment)} characters; keep it under {MAX_TEXT // 2}")
     acting = me()
     decision = "confirm" if confirm else "reject"
     with open_ops(db) as ops:
@@ -245,5 +242,5 @@ def events_review(
     if json_out:
         emit_json(state.as_json())
     else:
-        who = escape(acting.actor)
+        who = shown(acting.actor)
         out.print(f"event {event_id}: {who} {decision}ed; now {_state_text(state)}")

@@ -13,13 +13,13 @@ from datetime import datetime, timezone
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from faceledger.access import Role, parse_role
 from faceledger.cli.common import Db, Json, handle_errors, keys_app, me, open_ops
 from faceledger.cli.render import emit_json, err, out
 from faceledger.errors import ConfigError
+from faceledger.text import shown
 
 # ---- shared: times --------------------------------------------------------------------------
 
@@ -68,7 +68,7 @@ def keys_create(
     if json_out:
         emit_json({**key.as_json(), "token": token})
     else:
-        out.print(f"created key {key.id} for {escape(key.name)} (role {key.role.value})")
+        out.print(f"created key {key.id} for {shown(key.name)} (role {key.role.value})")
         out.print(token, markup=False, highlight=False)
     err.print(
         "[yellow]warning:[/] this token is shown only now: it is not stored (only its sha256 "
@@ -90,9 +90,11 @@ def keys_list(db: Db = None, json_out: Json = False) -> None:
     for col in ("id", "name", "role", "created", "by", "revoked"):
         table.add_column(col)
     for k in keys:
-        revoked = short_time(k.revoked_at) if k.revoked_at else "[green]active[/]"
-        by = escape(k.created_by)
-        table.add_row(k.id, escape(k.name), k.role.value, short_time(k.created_at), by, revoked)
+        revoked = shown(short_time(k.revoked_at)) if k.revoked_at else "[green]active[/]"
+        by = shown(k.created_by)
+        table.add_row(
+            shown(k.id), shown(k.name), k.role.value, shown(short_time(k.created_at)), by, revoked
+        )
     out.print(table)
     out.print(f"{len(keys)} keys, {sum(k.active for k in keys)} active")
 
@@ -110,4 +112,4 @@ def keys_revoke(
     if json_out:
         emit_json(key.as_json())
     else:
-        out.print(f"revoked key {key.id} of {escape(key.name)} (role {key.role.value})")
+        out.print(f"revoked key {key.id} of {shown(key.name)} (role {key.role.value})")

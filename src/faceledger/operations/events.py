@@ -11,9 +11,13 @@ from sqlalchemy.engine import Connection
 from faceledger.errors import NotFoundError
 from faceledger.events.review import Review, ReviewState
 from faceledger.events.store import EventRecord
-from faceledger.ledger.chain import LedgerEntry
+from faceledger.ledger.chain import MAX_TEXT, LedgerEntry
 from faceledger.operations.acting import Acting
 from faceledger.operations.base import OperationsBase, Recorded
+from faceledger.text import free_text
+
+COMMENT_MAX = MAX_TEXT // 2
+"""The longest review comment kept, in characters."""
 
 
 class EventOperations(OperationsBase):
@@ -60,7 +64,9 @@ class EventOperations(OperationsBase):
         self, acting: Acting, event_id: int, decision: str, comment: str | None = None
     ) -> Recorded[ReviewState]:
         """One reviewer's decision (the acting person); on a two-person list a second,
-        different person must confirm."""
+        different person must confirm. The comment is cleaned (:func:`faceledger.text.
+        free_text`); ConfigError when it is longer than :data:`COMMENT_MAX`."""
+        comment = free_text(comment, "comment", COMMENT_MAX)
         self._require_event_id(event_id)
         done: list[LedgerEntry] = []
 

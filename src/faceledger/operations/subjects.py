@@ -14,6 +14,10 @@ from faceledger.ledger.audit import erasure_summary
 from faceledger.ledger.chain import LedgerEntry
 from faceledger.operations.acting import Acting
 from faceledger.operations.base import OperationsBase, Recorded
+from faceledger.text import free_text, subject_name
+
+BASIS_MAX = 2000
+"""The longest legal basis kept, in characters (the ledger entry repeats it)."""
 
 
 class SubjectOperations(OperationsBase):
@@ -31,10 +35,17 @@ class SubjectOperations(OperationsBase):
     def model_counts(self) -> dict[str, int]:
         return self.gallery.model_counts()
 
+    def enrollable_name(self, name: str) -> str:
+        """The name to enroll ``name`` under: an existing subject's exactly as stored (a
+        gallery made before names were checked keeps its names), else a new subject's,
+        checked and normalised by :func:`faceledger.text.subject_name` (ConfigError)."""
+        return name if self.gallery.has_subject(name) else subject_name(name)
+
     def require_new_basis(self, names: Sequence[str], basis: str | None) -> None:
-        """Refuse before any work when new subjects would be enrolled without a basis."""
-        new = [s for s in names if not self.gallery.has_subject(s)]
-        if new and not basis:
+        """Refuse before any work when a new subject's name is refused
+        (:meth:`enrollable_name`), or new subjects would be enrolled without a basis."""
+        new = [s for s in map(self.enrollable_name, names) if not self.gallery.has_subject(s)]
+        if new and not free_text(basis, "legal basis", BASIS_MAX):
             shown = ", ".join(new[:5]) + (" ..." if len(new) > 5 else "")
             raise ConfigError(
                 f"{len(new)} new subject(s) ({shown}): record the legal basis for enrolling "
@@ -67,7 +78,10 @@ class SubjectOperations(OperationsBase):
     ) -> tuple[EnrollReport, LedgerEntry | None]:
         """Enroll one subject from photos in one transaction with its ledger entry (and its
         watch-list memberships); bad photos are reported. The entry is None when nothing
-        was enrolled (nothing changed)."""
+        was enrolled (nothing changed). A new subject's name is checked first
+        (:meth:`enrollable_name`), and the basis cleaned (:func:`faceledger.text.free_text`)."""
+        name = self.enrollable_name(name)
+        basis = free_text(basis, "legal basis", BASIS_MAX)
         lists = list(dict.fromkeys(watchlists))
         if lists:
             self.require_watchlists(lists)
@@ -110,13 +124,17 @@ class SubjectOperations(OperationsBase):
     def create_subject(
         self, acting: Acting, name: str, basis: str, watchlists: Sequence[str] = ()
     ) -> Recorded[SubjectInfo]:
-        """A subject with no templates yet, with its legal basis and watch lists."""
+        """A subject with no templates yet, with its legal basis and watch lists. The name
+        is checked and normalised (:func:`faceledger.text.subject_name`), the basis cleaned
+        (:func:`faceledger.text.free_text`); ConfigError when either is refused."""
+        name = subject_name(name)
+        basis = free_text(basis, "legal basis", BASIS_MAX, required=True) or ""
         lists = sorted(set(watchlists))
         done: list[LedgerEntry] = []
 
         def within(conn: Connection, _created: bool) -> None:
-            self.watchlists.add(conn, name.strip(), lists)
-            result = {"subject": name.strip(), "legal_basis": basis.strip(), "watchlists": lists}
+            self.watchlists.add(conn, name, lists)
+            result = {"subject": name, "legal_basis": basis, "watchlists": lists}
             done.append(self._log_in(conn, acting.record("subject.create", result)))
 
         info = self.gallery.create_subject(name, basis, within)
