@@ -17,6 +17,11 @@ or the ledger themselves. ::
 from faceledger.operations.acting import CLI_ROLE, Acting
 from faceledger.operations.admin import AdminOperations
 from faceledger.operations.base import Recorded
+from faceledger.operations.checkpoints import (
+    CheckpointOperations,
+    CheckpointReport,
+    SignedCheckpoint,
+)
 from faceledger.operations.events import EventOperations
 from faceledger.operations.searches import SearchOperations, digests
 from faceledger.operations.subjects import SubjectOperations
@@ -24,7 +29,12 @@ from faceledger.operations.video import VideoOperations, VideoRun
 
 
 class Operations(
-    SearchOperations, SubjectOperations, EventOperations, AdminOperations, VideoOperations
+    SearchOperations,
+    SubjectOperations,
+    EventOperations,
+    AdminOperations,
+    CheckpointOperations,
+    VideoOperations,
 ):
     """Everything that can be done with one gallery's personal data, each on the record.
 
@@ -33,4 +43,13 @@ class Operations(
     load on first use or with :meth:`load`."""
 
 
-__all__ = ["CLI_ROLE", "Acting", "Operations", "Recorded", "VideoRun", "digests"]
+__all__ = [
+    "CLI_ROLE",
+    "Acting",
+    "CheckpointReport",
+    "Operations",
+    "Recorded",
+    "SignedCheckpoint",
+    "VideoRun",
+    "digests",
+]
