@@ -75,6 +75,12 @@ POLICY: dict[tuple[str, str], frozenset[Role]] = {
 PUBLIC_DOCS = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 """The only routes outside the API (FastAPI's documentation pages), which take no key."""
 
+PUBLIC: dict[tuple[str, str], dict[str, Any]] = {
+    ("GET", "/livez"): {"status": "ok"},
+}
+"""The only API routes that take no key, each with the one answer it may give (a liveness
+probe for container health checks: it reveals nothing)."""
+
 
 def route_entries(app: FastAPI) -> list[tuple[Any, str, set[str]]]:
     """(route, path, methods) of every route, routers included flattened (newer FastAPI

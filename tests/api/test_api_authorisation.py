@@ -1,6 +1,6 @@
 """Every role against every route: the policy in ``apikit.POLICY`` is written out by hand
-(not derived from ``faceledger.access``), and the set of routes it covers must equal the
-app's, so a new route cannot go unchecked.
+(not derived from ``faceledger.access``), and the set of routes it covers, with the few
+public ones in ``apikit.PUBLIC``, must equal the app's, so a new route cannot go unchecked.
 
 A denied call is a 403 with a JSON error; an allowed one is anything but 401/403 (a 404 or
 422 for these minimal requests proves the gate was passed). No key, a garbage key and a
@@ -17,6 +17,7 @@ from faceledger.access import Role
 from tests.api.apikit import (
     HEADER,
     POLICY,
+    PUBLIC,
     PUBLIC_DOCS,
     Api,
     concrete,
@@ -42,9 +43,11 @@ def error_of(response: httpx.Response) -> dict[str, Any]:
 
 def test_the_policy_covers_exactly_the_apps_routes(light_api: Api) -> None:
     app_ops = operations(light_api.app)
-    assert app_ops == set(POLICY), (
-        f"routes without a policy: {sorted(app_ops - set(POLICY))}; "
-        f"policy for routes that do not exist: {sorted(set(POLICY) - app_ops)}"
+    assert not set(POLICY) & set(PUBLIC)
+    covered = set(POLICY) | set(PUBLIC)
+    assert app_ops == covered, (
+        f"routes without a policy: {sorted(app_ops - covered)}; "
+        f"policy for routes that do not exist: {sorted(covered - app_ops)}"
     )
     # the walk over nested routers misses nothing the OpenAPI schema documents
     documented = {
@@ -62,6 +65,18 @@ def test_only_the_documentation_is_outside_the_api(light_api: Api) -> None:
         path for route, path, _ in route_entries(light_api.app) if not isinstance(route, APIRoute)
     }
     assert others == PUBLIC_DOCS
+
+
+@pytest.mark.parametrize(("method", "path"), sorted(PUBLIC))
+def test_a_public_route_answers_without_a_key_and_reveals_nothing(
+    light_api: Api, method: str, path: str
+) -> None:
+    expected = PUBLIC[(method, path)]
+    for headers in ({}, {HEADER: "letmein"}, light_api.headers(Role.admin)):
+        response = call(light_api, method, path, headers)
+        assert response.status_code == 200, response.text
+        assert response.json() == expected  # the same few bytes, whoever asks
+        assert response.headers["content-type"].startswith("application/json")
 
 
 @pytest.mark.parametrize(("role", "method", "path"), CASES, ids=lambda v: getattr(v, "value", v))

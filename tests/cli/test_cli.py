@@ -303,7 +303,7 @@ def test_reembed_moves_gallery_to_another_model(
 ) -> None:
     probe = smoke / IDS / "fr_obama" / "face_recognition_obama1.jpg"
     code, _, err = run("identify", probe, "--db", gallery, "--profile", "fast")
-    assert code == 1 and "reembed" in err
+    assert code == 2 and "reembed" in err  # a configuration error: the gallery's model
     code, _, err = run("gallery", "reembed", "--profile", "fast", "--db", gallery)
     assert code == 0, err
     code, out, _ = run("identify", probe, "--db", gallery, "--profile", "fast", "--json")

@@ -153,6 +153,59 @@ def test_a_stream_that_never_answers_gives_up_with_a_named_error() -> None:
     assert source.health.reconnects >= 1
 
 
+def free_port() -> int:
+    with socket.socket() as s:  # a port nobody listens on (once this socket is closed)
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def timed_give_up(source: LiveSource) -> tuple[float, InputError]:
+    started = time.monotonic()
+    with pytest.raises(InputError) as info:
+        list(source.frames())
+    return time.monotonic() - started, info.value
+
+
+def test_a_refused_stream_gives_up_on_time_with_the_default_back_off() -> None:
+    """The back-off (0.5, 1, 2, 4 s ...) does not stretch the give-up time: with 4 s the
+    old clock, read only between waits, gave up after 7.5 s."""
+    url = f"http://127.0.0.1:{free_port()}/none.ts"
+    elapsed, error = timed_give_up(LiveSource(url, give_up_after=4.0))
+    assert 4.0 <= elapsed < 4.0 + 1.5, elapsed
+    assert url in str(error) and "no frames for 4." in str(error)
+
+
+def test_a_stream_that_accepts_but_never_answers_gives_up_on_time() -> None:
+    """A server that takes the connection and never says a word: the reader is blocked in
+    opening it (10 s timeout), and the caller still gets its error on time."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)  # the kernel accepts connections; nobody reads or answers
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/cam.ts"
+        elapsed, error = timed_give_up(LiveSource(url, give_up_after=2.0))
+    assert 2.0 <= elapsed < 2.0 + 1.5, elapsed
+    assert url in str(error)
+
+
+def test_watch_gives_up_after_the_given_time_and_takes_the_old_json_spelling(
+    tmp_path: Path,
+) -> None:
+    from typer.testing import CliRunner
+
+    from faceledger.cli.main import app
+
+    url = f"http://127.0.0.1:{free_port()}/none.ts"
+    events = tmp_path / "events.jsonl"
+    result = CliRunner().invoke(
+        app,
+        ["watch", url, "--name", "door-9", "--give-up-after", "1.5", "--json", str(events),
+         "--db", str(tmp_path / "g.db")],
+    )  # fmt: skip
+    assert result.exit_code == 1, result.stderr
+    assert "note: watch --json FILE is deprecated; use --jsonl FILE" in result.stderr
+    assert url in result.stderr and "no frames for 1." in result.stderr
+
+
 def test_watch_command_survives_an_outage_and_flushes_every_event_on_sigterm(
     camera: Camera, smoke: Path, tmp_path: Path
 ) -> None:

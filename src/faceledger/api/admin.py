@@ -1,8 +1,9 @@
-"""Administration: API keys, watch lists, retention runs; health and metrics for all."""
+"""Administration: API keys, watch lists, retention runs; health and metrics for every
+role; and ``/livez``, the one route without a key (a liveness probe that reveals nothing)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response
@@ -62,6 +63,10 @@ class RetentionOut(BaseModel):
     ledger_seq: int
 
 
+class Live(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
 class Health(BaseModel):
     status: str
     schema_version: int
@@ -107,6 +112,15 @@ def retention(request: Request, key: Retention) -> Any:
     """Delete what outlived the configured lifetimes (events, evidence, strangers' crops);
     the run is recorded in the ledger, which is never deleted."""
     return RetentionOut(**ops(request).run_retention(acting(key)).as_json())
+
+
+@router.get("/livez", response_model=Live, tags=["health"])
+def livez() -> Live:
+    """Liveness for container health checks and load balancers: no key needed, and the
+    answer is always ``{"status": "ok"}`` while the process serves requests; it touches
+    no database and says nothing about the gallery, models or keys (``/healthz`` does,
+    with a key)."""
+    return Live()
 
 
 @router.get("/healthz", response_model=Health, tags=["health"])

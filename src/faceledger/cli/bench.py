@@ -17,7 +17,17 @@ from faceledger.bench.lfw import LfwEmbedder, image_path, read_pairs
 from faceledger.bench.peer import PEERS, FaceRecognitionPeer
 from faceledger.bench.run import LfwData, LfwResult, evaluate, summary_row
 from faceledger.bench.speed import measure, measure_peer
-from faceledger.cli.common import Db, Json, Offline, Profile, app, gather, handle_errors
+from faceledger.cli.common import (
+    Db,
+    Detector,
+    Embedder,
+    Json,
+    Offline,
+    Profile,
+    app,
+    gather,
+    handle_errors,
+)
 from faceledger.cli.render import emit_json, err, out
 from faceledger.config import load_config
 from faceledger.engine import Engine
@@ -57,12 +67,6 @@ Threads = Annotated[
 Peer = Annotated[
     str | None,
     typer.Option("--peer", help="also run this library's own pipeline: face_recognition"),
-]
-Embedder = Annotated[
-    str | None, typer.Option("--embedder", help="use this embedder instead of the profile's")
-]
-Detector = Annotated[
-    str | None, typer.Option("--detector", help="use this detector instead of the profile's")
 ]
 JsonFile = Annotated[Path | None, typer.Option("--json", help="write the result to this JSON file")]
 
@@ -349,6 +353,7 @@ def video(
     ] = None,
     profile: Profile = None,
     embedder: Embedder = None,
+    detector: Detector = None,
     every: Annotated[int, typer.Option("--every", min=1, help="detect every N-th frame")] = 1,
     height: Annotated[
         int | None, typer.Option("--height", help="first resize the clip to this many lines")
@@ -377,7 +382,7 @@ def video(
             clip = vb.upscale_clip(clip, Path(tmp) / f"clip_{height}p.mp4", height)
         overrides: dict[str, Any] = {
             "profile": profile, "offline": offline or None, "embedder": embedder,
-            "db": Path(tmp) / "gallery.db",
+            "detector": detector, "db": Path(tmp) / "gallery.db",
         }  # fmt: skip
         if threads is not None:
             overrides["threads"] = threads

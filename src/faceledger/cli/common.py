@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.markup import escape
 
-from faceledger.cli.render import err
+from faceledger import __version__
+from faceledger.cli.render import err, out
 from faceledger.config import Config, load_config
-from faceledger.errors import ConfigError, FaceledgerError
+from faceledger.errors import ConfigError, FaceledgerError, ModelError, ModelMismatchError
 from faceledger.images import collect_images
 from faceledger.operations import Acting, Operations
+from faceledger.text import shown
 
 app = typer.Typer(
     name="faceledger",
@@ -59,6 +60,29 @@ retention_app = typer.Typer(
     help="Delete events and face crops that outlived their configured lifetime.",
     no_args_is_help=True,
 )
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        out.print(f"faceledger {__version__}", markup=False, highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="print the version and exit",
+        ),
+    ] = False,
+) -> None:
+    pass
+
+
 app.add_typer(subjects_app, name="subjects")
 app.add_typer(models_app, name="models")
 app.add_typer(gallery_app, name="gallery")
@@ -76,6 +100,22 @@ Profile = Annotated[
         "--profile",
         "-p",
         help="embedded | fast | accurate  [env FACELEDGER_PROFILE; default embedded]",
+    ),
+]
+Embedder = Annotated[
+    str | None,
+    typer.Option(
+        "--embedder",
+        help="embedder model instead of the profile's, e.g. mobilefacenet (no PyTorch needed); "
+        "see: faceledger models list  [env FACELEDGER_EMBEDDER]",
+    ),
+]
+Detector = Annotated[
+    str | None,
+    typer.Option(
+        "--detector",
+        help="detector model instead of the profile's: dlib_hog, yunet, scrfd_2.5g, "
+        "scrfd_500m, retinaface_mnet025  [env FACELEDGER_DETECTOR]",
     ),
 ]
 Db = Annotated[
@@ -118,11 +158,13 @@ def handle_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except ConfigError as exc:
-            err.print(f"[red]error:[/] {escape(str(exc))}")
+        except (ConfigError, ModelError, ModelMismatchError) as exc:
+            # usage and configuration: a bad option, a model file missing or not the one
+            # its card pins, a gallery made with another embedder than the one chosen
+            err.print(f"[red]error:[/] {shown(str(exc))}")
             raise typer.Exit(2) from None
         except FaceledgerError as exc:
-            err.print(f"[red]error:[/] {escape(str(exc))}")
+            err.print(f"[red]error:[/] {shown(str(exc))}")
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]")
@@ -136,8 +178,18 @@ def make_config(
     db: str | Path | None = None,
     strictness: str | None = None,
     offline: bool = False,
+    *,
+    embedder: str | None = None,
+    detector: str | None = None,
 ) -> Config:
-    return load_config(profile=profile, db=db, strictness=strictness, offline=offline or None)
+    return load_config(
+        profile=profile,
+        db=db,
+        strictness=strictness,
+        offline=offline or None,
+        embedder=embedder,
+        detector=detector,
+    )
 
 
 @contextlib.contextmanager
@@ -148,12 +200,16 @@ def open_ops(
     profile: str | None = None,
     strictness: str | None = None,
     offline: bool = False,
+    embedder: str | None = None,
+    detector: str | None = None,
     config: Config | None = None,
 ) -> Iterator[Operations]:
     """The accountable operations over the gallery named by --db (or the configuration).
     A missing SQLite file is a usage error unless ``create`` (commands that only read
     leave no empty gallery behind)."""
-    config = config or make_config(profile, db, strictness, offline)
+    config = config or make_config(
+        profile, db, strictness, offline, embedder=embedder, detector=detector
+    )
     with Operations(config, create=create) as ops:
         yield ops
 

@@ -25,6 +25,8 @@ from faceledger.cli import (
 from faceledger.cli.common import (
     Case,
     Db,
+    Detector,
+    Embedder,
     Json,
     Offline,
     Profile,
@@ -39,6 +41,7 @@ from faceledger.cli.common import (
 from faceledger.cli.render import emit_json, err, out
 from faceledger.errors import ConfigError, InputError
 from faceledger.images import collect_images
+from faceledger.text import shown, subject_name
 from faceledger.types import ImageResult
 
 # ---- enroll ---------------------------------------------------------------------------------
@@ -47,7 +50,12 @@ from faceledger.types import ImageResult
 def plan_enrollment(
     paths: list[Path], name: str | None
 ) -> tuple[dict[str, list[Path]], list[tuple[str, str]]]:
-    """Subject -> photos; with --name everything is one subject, else one per sub-folder."""
+    """Subject -> photos; with --name everything is one subject, else one per sub-folder
+    (its name checked as a new subject's: a folder whose name is refused is a failure of
+    that folder, and the others go on)."""
+    missing = next((p for p in paths if not p.exists()), None)
+    if missing is not None and not name:  # with --name, a missing photo is one failure
+        raise ConfigError(f"{missing}: no such file or folder")
     if name:
         return {name: list(collect_images(paths))}, []
     plan: dict[str, list[Path]] = {}
@@ -60,7 +68,12 @@ def plan_enrollment(
             )
         for child in sorted(root.iterdir()):
             if child.is_dir():
-                plan.setdefault(child.name, []).extend(collect_images([child]))
+                try:
+                    subject = subject_name(child.name)
+                except ConfigError as exc:
+                    loose.append((str(child), f"{exc}; rename the folder"))
+                    continue
+                plan.setdefault(subject, []).extend(collect_images([child]))
             elif child.is_file():
                 loose.append((str(child), "not inside a person folder; enroll it with --name NAME"))
     return plan, loose
@@ -111,6 +124,8 @@ def enroll(
         ),
     ] = None,
     profile: Profile = None,
+    embedder: Embedder = None,
+    detector: Detector = None,
     db: Db = None,
     offline: Offline = False,
     json_out: Json = False,
@@ -122,11 +137,14 @@ def enroll(
     plan, failures = plan_enrollment(paths, name)
     total = sum(len(v) for v in plan.values())
     if total == 0:
+        render.failures_block(failures)
         raise ConfigError("no image files to enroll in " + ", ".join(map(str, paths)))
     reports = []
     lists = list(dict.fromkeys(watchlist or []))
     acting = me()
-    with open_ops(db, create=True, profile=profile, offline=offline) as ops:
+    with open_ops(
+        db, create=True, profile=profile, offline=offline, embedder=embedder, detector=detector
+    ) as ops:
         ops.require_new_basis(list(plan), basis)
         ops.require_watchlists(lists)
         ops.load()
@@ -166,7 +184,7 @@ def enroll(
             table.add_column(col)
         for r in reports:
             status = "new" if r.created else ("added" if r.enrolled else "[red]not enrolled[/]")
-            table.add_row(r.subject, status, str(len(r.enrolled)), str(len(r.failures)))
+            table.add_row(shown(r.subject), status, str(len(r.enrolled)), str(len(r.failures)))
         out.print(table)
     render.failures_block(failures)
     raise typer.Exit(1 if failures else 0)
@@ -182,10 +200,19 @@ def identify(
     top: Annotated[
         int, typer.Option("--top", "-k", min=1, max=100, help="list this many candidates per face")
     ] = 1,
+    draw: Annotated[
+        Path | None,
+        typer.Option(
+            "--draw",
+            help="write annotated copies (boxes, names or 'unknown', scores) into this folder",
+        ),
+    ] = None,
     purpose: Purpose = None,
     case: Case = None,
     strictness: Strictness = None,
     profile: Profile = None,
+    embedder: Embedder = None,
+    detector: Detector = None,
     db: Db = None,
     offline: Offline = False,
     json_out: Json = False,
@@ -194,9 +221,19 @@ def identify(
 
     Each image's search is written to the audit ledger (its sha256, never the image).
     """
+    from faceledger.cli.draw import annotate_identified
+
     files = gather(paths)
     acting = me(purpose, case)
-    with open_ops(db, create=True, profile=profile, strictness=strictness, offline=offline) as ops:
+    with open_ops(
+        db,
+        create=True,
+        profile=profile,
+        strictness=strictness,
+        offline=offline,
+        embedder=embedder,
+        detector=detector,
+    ) as ops:
         if ops.searchable() == 0:
             err.print(
                 f"[yellow]warning:[/] the gallery {ops.db_name} is empty; "
@@ -208,6 +245,8 @@ def identify(
             results.append(recorded.value)
             if json_out:
                 emit_json(recorded.value.to_dict())
+            if draw is not None and recorded.value.error is None:
+                annotate_identified(recorded.value, draw, ops.config)
     failures = [(r.image, r.error) for r in results if r.error is not None]
     if not json_out:
         out.print(render.identify_table(results, top))
@@ -218,6 +257,8 @@ def identify(
             f"{len(results)} images, {len(faces)} faces: {known} identified, "
             f"{len(faces) - known} unknown, {len(failures)} failed"
         )
+        if draw is not None:
+            out.print(f"annotated copies in {draw}")
     render.failures_block(failures)
     raise typer.Exit(1 if failures else 0)
 
@@ -231,6 +272,8 @@ def verify(
     case: Case = None,
     strictness: Strictness = None,
     profile: Profile = None,
+    embedder: Embedder = None,
+    detector: Detector = None,
     db: Db = None,
     offline: Offline = False,
     json_out: Json = False,
@@ -240,7 +283,15 @@ def verify(
     The comparison is written to the audit ledger of the gallery (--db): the photos'
     sha256, the score and the decision.
     """
-    with open_ops(db, create=True, profile=profile, strictness=strictness, offline=offline) as ops:
+    with open_ops(
+        db,
+        create=True,
+        profile=profile,
+        strictness=strictness,
+        offline=offline,
+        embedder=embedder,
+        detector=detector,
+    ) as ops:
         result = ops.verify(me(purpose, case), image_a, image_b).value  # a failure is recorded too
     decision = "same person" if result.same else "different people"
     if json_out:
@@ -256,7 +307,7 @@ def verify(
         )
         return
     for note in result.notes:
-        err.print(f"[yellow]note:[/] {note}")
+        err.print(f"[yellow]note:[/] {shown(note)}")
     out.print(f"score {result.score:.3f}  ->  [bold]{decision}[/]")
     out.print(render.threshold_line(result.threshold))
 
@@ -272,6 +323,7 @@ def detect(
     purpose: Purpose = None,
     case: Case = None,
     profile: Profile = None,
+    detector: Detector = None,
     db: Db = None,
     offline: Offline = False,
     json_out: Json = False,
@@ -286,7 +338,7 @@ def detect(
     files = gather(paths)
     acting = me(purpose, case)
     results = []
-    with open_ops(db, create=True, profile=profile, offline=offline) as ops:
+    with open_ops(db, create=True, profile=profile, offline=offline, detector=detector) as ops:
         for path in render.track(files, "detecting"):
             try:
                 result, found = ops.detect(acting, path).value

@@ -14,6 +14,8 @@ from faceledger.cli import render
 from faceledger.cli.common import (
     Case,
     Db,
+    Detector,
+    Embedder,
     Json,
     Offline,
     Profile,
@@ -73,6 +75,8 @@ def redact(
     case: Case = None,
     strictness: Strictness = None,
     profile: Profile = None,
+    embedder: Embedder = None,
+    detector: Detector = None,
     db: Db = None,
     offline: Offline = False,
     json_out: Json = False,
@@ -93,7 +97,15 @@ def redact(
     acting = me(purpose, case)
     # a redaction is written to the ledger, so the gallery is made when there is none yet;
     # models load on first use, after the paths are checked
-    with open_ops(db, create=True, profile=profile, strictness=strictness, offline=offline) as ops:
+    with open_ops(
+        db,
+        create=True,
+        profile=profile,
+        strictness=strictness,
+        offline=offline,
+        embedder=embedder,
+        detector=detector,
+    ) as ops:
         if is_image:
             report = ops.redact(
                 acting, source, output, keep=wanted, method=method.value, force=force,

@@ -27,6 +27,8 @@ from faceledger.cli import render
 from faceledger.cli.common import (
     Case,
     Db,
+    Detector,
+    Embedder,
     Offline,
     Profile,
     Purpose,
@@ -61,6 +63,18 @@ KeepUnknown = Annotated[
 Best = Annotated[
     int, typer.Option("--best", min=1, max=50, help="embed this many best frames per track")
 ]
+JsonOld = Annotated[Path | None, typer.Option("--json", hidden=True, help="old: --jsonl")]
+"""scan's first spelling of --jsonl FILE: still taken (both commands), with a note."""
+
+
+def jsonl_target(jsonl: Path | None, old: Path | None, command: str) -> Path | None:
+    """--jsonl FILE, or the deprecated spelling --json FILE (with a note on stderr)."""
+    if old is None:
+        return jsonl
+    if jsonl is not None:
+        raise ConfigError(f"{command}: give --jsonl FILE only (--json FILE is its old spelling)")
+    err.print(f"note: {command} --json FILE is deprecated; use --jsonl FILE", markup=False)
+    return old
 
 
 def parse_keep(text: str | None, config: Config) -> timedelta | None:
@@ -121,15 +135,20 @@ def scan(
     videos: Annotated[list[Path], typer.Argument(help="video files")],
     every: Every = 1,
     best: Best = 5,
-    json_file: Annotated[
+    jsonl: Annotated[
         Path | None,
-        typer.Option("--json", help="write one event per track as JSON lines ('-': stdout)"),
+        typer.Option(
+            "--jsonl", help="append one event per track to this JSON lines file ('-': stdout)"
+        ),
     ] = None,
+    json_old: JsonOld = None,
     keep_unknown: KeepUnknown = None,
     purpose: Purpose = None,
     case: Case = None,
     strictness: Strictness = None,
     profile: Profile = None,
+    embedder: Embedder = None,
+    detector: Detector = None,
     db: Db = None,
     offline: Offline = False,
 ) -> None:
@@ -139,12 +158,21 @@ def scan(
     few frames, not frame by frame. Ends with a table: subject, time range, frames, best
     score, threshold. Every event is stored in the gallery database (with the best crop for
     known subjects only, unless --keep-unknown). Example:
-    faceledger scan clip.mp4 --profile fast --json events.jsonl
+    faceledger scan clip.mp4 --profile fast --jsonl events.jsonl
     """
+    json_file = jsonl_target(jsonl, json_old, "scan")
     failures: list[tuple[str, str]] = []
     acting = me(purpose, case)
     with (
-        open_ops(db, create=True, profile=profile, strictness=strictness, offline=offline) as ops,
+        open_ops(
+            db,
+            create=True,
+            profile=profile,
+            strictness=strictness,
+            offline=offline,
+            embedder=embedder,
+            detector=detector,
+        ) as ops,
         jsonl_writer(json_file) as handle,
     ):
         keep = parse_keep(keep_unknown, ops.config)
@@ -209,6 +237,7 @@ def watch(
     jsonl: Annotated[
         Path | None, typer.Option("--jsonl", help="append events to this JSON lines file")
     ] = None,
+    json_old: JsonOld = None,
     webhook: Annotated[
         str | None,
         typer.Option(
@@ -235,6 +264,8 @@ def watch(
     case: Case = None,
     strictness: Strictness = None,
     profile: Profile = None,
+    embedder: Embedder = None,
+    detector: Detector = None,
     db: Db = None,
     offline: Offline = False,
 ) -> None:
@@ -244,13 +275,20 @@ def watch(
     oldest frames are dropped (counted in the health line). Events go to stdout as JSON
     lines and, with --jsonl, to a file. Stopping flushes every decided event.
     """
+    jsonl = jsonl_target(jsonl, json_old, "watch")
     acting = me(purpose, case)
     source = LiveSource(url, give_up_after=give_up_after)
     stop = _stop_on_signals(source)
     failed = False
     try:
         with open_ops(
-            db, create=True, profile=profile, strictness=strictness, offline=offline
+            db,
+            create=True,
+            profile=profile,
+            strictness=strictness,
+            offline=offline,
+            embedder=embedder,
+            detector=detector,
         ) as ops:
             keep = parse_keep(keep_unknown, ops.config)
             ops.load()

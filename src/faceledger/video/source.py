@@ -3,7 +3,10 @@
 A live source (RTSP, HTTP, a V4L2 device) decodes on its own thread into a bounded queue;
 when inference falls behind, the *oldest* queued frame is dropped (a live answer about
 now beats a late answer about then) and counted. When the stream breaks it reconnects
-with exponential back-off. Files are read in the caller's thread, so nothing is dropped.
+with exponential back-off. The give-up clock runs in the caller's thread, not the
+reader's: whatever the reader is blocked in (a back-off wait, a connection that is never
+answered), the caller gets its error once no frame came for ``give_up_after`` seconds.
+Files are read in the caller's thread, so nothing is dropped.
 """
 
 from __future__ import annotations
@@ -62,15 +65,16 @@ def _reason(exc: BaseException) -> str:
     return text.split(": '", 1)[0].strip() or type(exc).__name__
 
 
-def open_container(source: str, timeout: float | None = None) -> Any:
-    """av.open with errors turned into InputError naming the source."""
+def open_container(source: str, timeout: float | tuple[float, float] | None = None) -> Any:
+    """av.open with errors turned into InputError naming the source; ``timeout`` is in
+    seconds, for opening and for each read, or an (open, read) pair."""
     import av
 
     options: dict[str, Any] = {}
     if source.startswith("/dev/video"):
         options["format"] = "v4l2"
     if timeout is not None:
-        options["timeout"] = (timeout, timeout)
+        options["timeout"] = timeout if isinstance(timeout, tuple) else (timeout, timeout)
     try:
         container = av.open(source, **options)
     except FileNotFoundError:
@@ -177,6 +181,8 @@ class LiveSource:
         self.give_up_after = give_up_after
         """Stop (with an InputError) when no frame arrived for this many seconds."""
         self.health = StreamHealth()
+        self._last_frame = time.monotonic()
+        """When the reader last queued a frame (or when reading started)."""
         self._queue: queue.Queue[Frame | BaseException | None] = queue.Queue(queue_size)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -185,13 +191,23 @@ class LiveSource:
         self._stop.set()
 
     def frames(self) -> Iterator[Frame]:
+        """Frames as they come; raises InputError once none came for ``give_up_after`` s."""
+        self._last_frame = time.monotonic()
         self._thread = threading.Thread(target=self._run, name=f"decode {self.url}", daemon=True)
         self._thread.start()
+        gave_up = False
         try:
             while True:
                 try:
-                    item = self._queue.get(timeout=0.25)
+                    item = self._queue.get(timeout=self._poll())
                 except queue.Empty:
+                    silent = time.monotonic() - self._last_frame
+                    if self.give_up_after is not None and silent >= self.give_up_after:
+                        gave_up = True
+                        reason = self.health.last_error or "no answer"
+                        raise InputError(
+                            self.url, f"no frames for {silent:.1f} s ({reason})"
+                        ) from None
                     if not self._thread.is_alive():  # stopped, or ended without a word
                         return
                     continue
@@ -202,7 +218,16 @@ class LiveSource:
                 yield item
         finally:
             self._stop.set()
-            self._thread.join(timeout=self.timeout + 1)
+            # A reader blocked in a connection attempt ends by itself within its timeout
+            # (it is a daemon thread); giving up does not wait for it.
+            self._thread.join(timeout=0.5 if gave_up else self.timeout + 1)
+
+    def _poll(self) -> float:
+        """How long to wait for the next frame before looking at the give-up clock."""
+        if self.give_up_after is None:
+            return 0.25
+        left = self._last_frame + self.give_up_after - time.monotonic()
+        return min(0.25, max(left, 0.01))
 
     def _put(self, item: Frame | BaseException | None) -> None:
         while True:
@@ -222,38 +247,45 @@ class LiveSource:
             self._put(InputError(self.url, f"stream reader failed ({type(exc).__name__}: {exc})"))
 
     def _follow(self) -> None:
+        """Read and reconnect until stopped; the caller's give-up clock ends a silent run."""
         delay = self.backoff[0]
         index = 0
-        started = last_frame = time.monotonic()
+        started = time.monotonic()
         while not self._stop.is_set():
             try:
                 for image in self._decode():
                     # Live time is wall-clock time: stream clocks restart on every reconnect.
-                    self._put(Frame(index, time.monotonic() - started, image))
+                    self._last_frame = time.monotonic()
+                    self._put(Frame(index, self._last_frame - started, image))
                     self.health.frames += 1
                     index += 1
-                    last_frame = time.monotonic()
                     delay = self.backoff[0]
                     if self._stop.is_set():
                         break
+                else:
+                    if not self._stop.is_set():
+                        self.health.last_error = "stream ended"
             except InputError as exc:
                 self.health.last_error = exc.reason
             if self._stop.is_set():
                 break
-            silent = time.monotonic() - last_frame
-            if self.give_up_after is not None and silent > self.give_up_after:
-                reason = self.health.last_error or "stream ended"
-                self._put(InputError(self.url, f"no frames for {silent:.0f} s ({reason})"))
-                return
             self.health.reconnects += 1
             self._stop.wait(delay)
             delay = min(delay * 2, self.backoff[1])
         self._put(None)
 
+    def _open_timeout(self) -> float:
+        """A connection attempt never outlasts the give-up time, so the reader ends soon
+        after the caller gave up."""
+        if self.give_up_after is None:
+            return self.timeout
+        left = self._last_frame + self.give_up_after - time.monotonic()
+        return min(self.timeout, max(left, 0.1))
+
     def _decode(self) -> Iterator[ImageArray]:
         import av
 
-        container = open_container(self.url, self.timeout)
+        container = open_container(self.url, (self._open_timeout(), self.timeout))
         try:
             stream = container.streams.video[0]
             for frame in container.decode(stream):
