@@ -103,7 +103,7 @@ def need_profile(profile: str) -> None:
         if card.converted:
             pytest.skip(
                 f"profile {profile} needs {card.name} converted, and PyTorch is not installed "
-                "to convert it (pip install 'faceledger[convert]')"
+                "to convert it (pip install -e '.[convert]')"
             )
 
 

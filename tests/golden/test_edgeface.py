@@ -1,7 +1,7 @@
 """EdgeFace: conversion of the published int8 state dict to ONNX, and the embedder that runs
 the result.
 
-The conversion tests need PyTorch and onnx (``pip install 'faceledger[convert]'``) and the
+The conversion tests need PyTorch and onnx (``pip install -e '.[convert]'``) and the
 shared models and smoke photos; they skip, saying which is missing, without them. The tests
 of what happens before any conversion need neither.
 """
@@ -29,7 +29,7 @@ from tests.conftest import MODELS, SMOKE, need
 HAVE_TORCH = all(importlib.util.find_spec(m) is not None for m in ("torch", "onnx"))
 needs_torch = pytest.mark.skipif(
     not HAVE_TORCH,
-    reason="PyTorch and onnx are not installed (pip install 'faceledger[convert]'), "
+    reason="PyTorch and onnx are not installed (pip install -e '.[convert]'), "
     "so the EdgeFace conversion cannot run",
 )
 
@@ -64,7 +64,7 @@ def test_missing_torch_is_reported_with_the_install_line(monkeypatch: pytest.Mon
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a)
     )
-    with pytest.raises(ModelError, match=r"pip install 'faceledger\[convert\]'.*torch==2\.13\.0"):
+    with pytest.raises(ModelError, match=r"pip install -e '\.\[convert\]'.*torch==2\.13\.0"):
         require_torch()
 
 
@@ -114,7 +114,7 @@ def converted(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, crops: np.ndarray
 ) -> tuple[ConversionReport, ModelStore]:
     if not HAVE_TORCH:
-        pytest.skip("PyTorch and onnx are not installed (pip install 'faceledger[convert]')")
+        pytest.skip("PyTorch and onnx are not installed (pip install -e '.[convert]')")
     store = ModelStore(tmp_path_factory.mktemp("convert-cache"), MODELS, offline=True)
     return convert(get_card(request.param), store, crops), store
 

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from faceledger.cli import render
 from faceledger.cli.common import (
@@ -30,6 +29,7 @@ from faceledger.cli.render import emit_json, err, out
 from faceledger.errors import InputError
 from faceledger.images import IMAGE_SUFFIXES
 from faceledger.operations import Acting, Operations
+from faceledger.text import shown
 from faceledger.video.redact import Keep, RedactReport
 from faceledger.video.source import probe
 
@@ -119,7 +119,7 @@ def redact(
         out.print(_summary(report))
     if not report.complete:
         for note in report.notes:
-            err.print(f"[red]error:[/] {escape(report.source)}: {escape(note)}")
+            err.print(f"[red]error:[/] {shown(report.source)}: {shown(note)}")
         raise typer.Exit(1)
 
 
@@ -191,4 +191,4 @@ def _summary(report: RedactReport) -> str:
             f"{report.seconds:.1f} s, {speed:.1f} frames/s"
         )
     status = "wrote" if report.complete else "[yellow]wrote (incomplete)[/]"
-    return f"{status} {escape(report.output)}: {escape(body)}"
+    return f"{status} {shown(report.output)}: {shown(body)}"

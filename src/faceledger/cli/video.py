@@ -43,6 +43,7 @@ from faceledger.config import Config, parse_duration
 from faceledger.engine import Engine
 from faceledger.errors import ConfigError, InputError
 from faceledger.events import Dispatcher, JsonlSink, Sink, StdoutSink
+from faceledger.text import shown
 from faceledger.video.scan import TrackDecision, VideoScanner
 from faceledger.video.source import LiveSource, file_frames, probe
 
@@ -195,7 +196,7 @@ def scan(
             if json_file is None or str(json_file) != "-":
                 title = f"{video}: {len(decisions)} tracks"
                 out.print(tracks_table(decisions, title))
-                err.print(f"[dim]{video}: {seconds:.1f} s[/]")
+                err.print(f"[dim]{shown(str(video))}: {seconds:.1f} s[/]")
         if json_file is None or str(json_file) != "-":
             out.print(render.threshold_line(ops.engine.threshold))
     render.failures_block(failures)
@@ -315,11 +316,12 @@ def watch(
 
                     _follow(source, scanner, emit, name, health_every)
             except InputError as exc:  # recorded in the end entry, then reported
-                err.print(f"[red]error:[/] {exc}")
+                err.print(f"[red]error:[/] {shown(str(exc))}")
                 failed = True
             finally:
                 dispatcher.close()
-                err.print(f"{name}: stopped; {json.dumps(source.health.as_dict())}")
+                health = json.dumps(source.health.as_dict())
+                err.print(f"{shown(name)}: stopped; {shown(health)}")
     finally:
         stop()
     raise typer.Exit(1 if failed else 0)
@@ -340,7 +342,8 @@ def _follow(
             for decision in scanner.feed(frame):
                 emit(decision)
             if time.monotonic() - last_health >= health_every:
-                err.print(f"[dim]{name}: {json.dumps(source.health.as_dict())}[/]")
+                health = json.dumps(source.health.as_dict())
+                err.print(f"[dim]{shown(name)}: {shown(health)}[/]")
                 last_health = time.monotonic()
     finally:
         for decision in scanner.finish():

@@ -6,7 +6,7 @@ file the runtime loads (``ModelCard.converted``); this package makes that file, 
 against the source model, and records its sha256 beside it.
 
 This is the only part of faceledger that uses PyTorch, an optional extra
-(``pip install 'faceledger[convert]'``). Nothing imports torch until a conversion runs.
+(from a checkout: ``pip install -e '.[convert]'``). Nothing imports torch until a conversion runs.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from faceledger.models.store import ModelStore
 __all__ = ["ConversionReport", "convert", "convertible", "require_torch"]
 
 INSTALL_HINT = (
-    "pip install 'faceledger[convert]'; a CPU-only PyTorch is enough, e.g. "
+    "pip install -e '.[convert]' from a checkout; a CPU-only PyTorch is enough, e.g. "
     "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
 )
 

@@ -160,7 +160,7 @@ class ModelStore:
             f"model {card.name} has not been converted: {card.converted} (with its record "
             f"{card.converted}.json) is not in {looked}. It is made locally from "
             f"{', '.join(f.name for f in card.files)}; run: faceledger models convert "
-            f"{card.name}  (this needs PyTorch: pip install 'faceledger[convert]')"
+            f"{card.name}  (this needs PyTorch: pip install -e '.[convert]' in a checkout)"
         )
 
     def runtime_path(self, card: ModelCard) -> Path:
