@@ -30,6 +30,10 @@ def ops(request: Request) -> Operations:
     return service(request).ops
 
 
+AUTHENTICATED = "faceledger_key"
+"""Where the body-limits middleware leaves the key it checked (``request.state``)."""
+
+
 def authenticate(operations: Operations, token: str | None) -> ApiKey:
     """The active key behind ``token`` (the ``X-API-Key`` header), or a 401 ApiError."""
     if not token:
@@ -44,7 +48,7 @@ def require(permission: Permission) -> Callable[..., ApiKey]:
     """A dependency: the caller's key, if it may use ``permission`` (401/403 otherwise)."""
 
     def check(request: Request, token: str | None = Security(_header)) -> ApiKey:
-        key = authenticate(ops(request), token)
+        key = getattr(request.state, AUTHENTICATED, None) or authenticate(ops(request), token)
         if not allowed(key.role, permission):
             raise ApiError(
                 403,

@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from faceledger.api.auth import HEADER, authenticate
+from faceledger.api.auth import AUTHENTICATED, HEADER, authenticate
 from faceledger.api.errors import ApiError
 from faceledger.api.service import Service
 
@@ -159,4 +159,6 @@ class BodyLimits:
         """The 401 (ApiError) unless the request's key is active; a database query, so in
         a worker thread as the routes' own key checks are."""
         token = _header(scope, HEADER.lower().encode())
-        await anyio.to_thread.run_sync(authenticate, self.service.ops, token)
+        key = await anyio.to_thread.run_sync(authenticate, self.service.ops, token)
+        # the route's own check takes it from here instead of asking the database again
+        scope.setdefault("state", {})[AUTHENTICATED] = key

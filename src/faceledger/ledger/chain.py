@@ -41,7 +41,7 @@ GENESIS = "0" * 64
 MAX_TEXT = 4096
 """Longest string accepted in a result: a summary, not a place for encoded images."""
 MAX_DEPTH = 32
-"""Deepest nesting accepted in a result (and read back): summaries are shallow."""
+"""Deepest nesting accepted in a result: summaries are shallow."""
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _FIELDS = (
@@ -182,7 +182,8 @@ class BadEntryError(StorageError):
 
 def _entry(row: Any) -> LedgerEntry:
     """A stored row as an entry; BadEntryError names it when its JSON cannot be read (too
-    deep, malformed, the wrong shape) instead of failing with the parser's own error."""
+    deep for the parser, malformed, the wrong shape) instead of failing with the parser's
+    own error."""
     values = dict(row._mapping)
     try:
         values["inputs"] = tuple(_load(values["inputs"]))
@@ -194,31 +195,10 @@ def _entry(row: Any) -> LedgerEntry:
 
 
 def _load(text: Any) -> Any:
-    """JSON text of a stored field, refusing nesting beyond MAX_DEPTH before parsing it
-    (the parser would recurse once per level)."""
+    """JSON text of a stored field (the parser raises RecursionError, caught by
+    :func:`_entry`, for nesting too deep for it)."""
     if not isinstance(text, str):
         raise TypeError(f"a stored field holds {type(text).__name__}, not JSON text")
-    if text.count("[") + text.count("{") <= MAX_DEPTH:
-        return json.loads(text)  # cannot be too deep: the common case, fast
-    depth = top = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            top = max(top, depth)
-            if top > MAX_DEPTH + 1:
-                raise ValueError(f"JSON nested more than {MAX_DEPTH} levels deep")
-        elif char in "]}":
-            depth -= 1
     return json.loads(text)
 
 
