@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import platformdirs
-from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -66,10 +74,45 @@ def default_cache() -> Path:
     return Path(platformdirs.user_cache_dir("faceledger")) / "models"
 
 
+IndexKind = Literal["auto", "exact", "flat", "hnsw", "ivf", "ivfpq"]
+
+
+class IndexConfig(BaseModel):
+    """The vector index searches run over (``[index]`` in the TOML file,
+    ``FACELEDGER_INDEX__KIND`` and so on in the environment)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: IndexKind = Field(
+        "auto",
+        description="exact (numpy), flat (FAISS exact), hnsw, ivf, ivfpq; auto picks by "
+        "gallery size (flat below auto_approximate_from templates, then hnsw, ivfpq from "
+        "auto_pq_from)",
+    )
+    auto_approximate_from: int = Field(200_000, ge=1)
+    auto_pq_from: int = Field(5_000_000, ge=1)
+    hnsw_m: int = Field(32, ge=4, le=128, description="HNSW links per vector")
+    hnsw_ef_construction: int = Field(80, ge=8, le=2048)
+    hnsw_ef_search: int = Field(128, ge=1, le=4096, description="HNSW search breadth")
+    ivf_nlist: int | None = Field(
+        None, ge=1, description="IVF lists (default: 4 x sqrt(templates), at least 1)"
+    )
+    ivf_nprobe: int = Field(32, ge=1, description="IVF lists searched per query")
+    pq_bytes: int = Field(64, ge=4, le=512, description="IVF-PQ code size per vector")
+    dir: Path | None = Field(
+        None,
+        description="where the persisted index is kept (default: beside a SQLite gallery; "
+        "the user cache folder for a PostgreSQL one)",
+    )
+    persist: bool = Field(True, description="keep the index in a file and catch it up")
+
+
 class Config(BaseSettings):
     """Everything an :class:`~faceledger.engine.Engine` needs to know."""
 
-    model_config = SettingsConfigDict(env_prefix="FACELEDGER_", extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="FACELEDGER_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
 
     profile: str = Field("embedded", description="model set: " + ", ".join(PROFILES))
     detector: str | None = Field(None, description="detector model (default: the profile's)")
@@ -115,6 +158,7 @@ class Config(BaseSettings):
         None, gt=0.0, lt=1.0, description="detector score threshold (default: the model card's)"
     )
     top_k: int = Field(1, ge=1, le=100)
+    index: IndexConfig = Field(default_factory=IndexConfig)
     # the REST service (`faceledger serve`)
     host: str = Field("127.0.0.1", description="address `serve` binds to (only this machine)")
     port: int = Field(8765, ge=1, le=65535, description="port `serve` listens on")
