@@ -31,6 +31,7 @@ from faceledger.errors import (
 from faceledger.faces.align import Aligner, canonical_crops, create_aligner
 from faceledger.faces.detect.base import Detector, DetectorOptions, create_detector
 from faceledger.faces.quality import sharpness, size_gate
+from faceledger.gallery.indexed import GalleryIndex
 from faceledger.gallery.matcher import Matcher
 from faceledger.gallery.store import Gallery, NewTemplate
 from faceledger.images import ImageSource, load_image, sha256_of
@@ -175,19 +176,18 @@ class Engine:
 
     # ---- matching -----------------------------------------------------------------------
 
+    @functools.cached_property
+    def index(self) -> GalleryIndex:
+        """The gallery's templates of this engine's model in a vector index, kept in a file
+        beside the gallery and caught up with every change (see faceledger.gallery.indexed)."""
+        return GalleryIndex(
+            self.gallery, self.model_id, self.embedder_card.embedding_dim, self.config.index
+        )
+
     def matcher(self) -> Matcher:
-        """The matcher over the gallery's templates, rebuilt when they changed (here or by
-        another process: a server sees the CLI's enrollments)."""
-        revision = self.gallery.revision()
-        matcher = self._matcher
-        if matcher is None or revision != self._revision:
-            vectors, names = self.gallery.vectors(self.model_id)
-            if len(names) == 0:
-                vectors = np.zeros((0, self.embedder_card.embedding_dim), np.float32)
-            matcher = Matcher.exact(vectors, names, self.threshold)
-            # Revision noted before the read: a change meanwhile triggers another rebuild.
-            self._matcher, self._revision = matcher, revision
-        return matcher
+        """The matcher over the gallery's templates, caught up with every change made so far
+        (here or by another process: a server sees the CLI's enrollments)."""
+        return self.index.matcher(self.threshold)
 
     def identify(self, src: ImageSource, top: int = 1) -> ImageResult:
         """Every face in one image with its open-set decision; raises InputError."""

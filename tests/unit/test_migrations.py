@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -208,10 +209,13 @@ def test_an_old_gallery_keeps_its_data(name: str, tmp_path: Path) -> None:
             assert {row[-2:] for row in after[table]} <= {(None, 0)}
         else:
             assert after[table] == rows, f"{table} changed"
-    assert dict(after["meta"]) == {**expected["meta"], "schema_version": str(SCHEMA_VERSION)}
+    meta = dict(after["meta"])
+    assert re.fullmatch("[0-9a-f]{32}", meta.pop("index_epoch"))  # v6: names the template log
+    assert meta == {**expected["meta"], "schema_version": str(SCHEMA_VERSION)}
     assert dict(after["meta"])["app"] == APP_ID
     counts = {t: len(after[t]) for t in expected["tables"]}
-    assert counts == expected["tables"]
+    assert counts == {**expected["tables"], "meta": expected["tables"]["meta"] + 1}
+    assert after["template_log"] == []  # templates from before v6 are in no saved index
     embeddings = {str(row[0]): hashlib.sha256(row[3]).hexdigest() for row in after["templates"]}
     assert embeddings == expected["template_embeddings_sha256"]
     with engine.connect() as conn:
@@ -364,6 +368,7 @@ def test_a_gallery_left_at_schema_version_0_is_upgraded_from_base(tmp_path: Path
         assert current(conn) == HEAD
         assert differences(conn) == []
         meta = {k: v for k, v in conn.execute(sa.text("SELECT key, value FROM meta"))}
+        assert re.fullmatch("[0-9a-f]{32}", meta.pop("index_epoch"))
         assert meta == {"app": APP_ID, "schema_version": str(SCHEMA_VERSION)}
     engine.dispose()
 
@@ -374,9 +379,9 @@ def test_a_gallery_left_at_schema_version_0_is_upgraded_from_base(tmp_path: Path
 def test_a_gallery_newer_than_this_faceledger_is_refused(tmp_path: Path) -> None:
     path = load("v4", tmp_path)
     with sqlite3.connect(path) as conn:
-        conn.execute("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
+        conn.execute("UPDATE meta SET value = '6' WHERE key = 'schema_version'")
     engine = sqlite_engine(path)
-    with engine.connect() as conn, pytest.raises(StorageError, match="v5 is newer"):
+    with engine.connect() as conn, pytest.raises(StorageError, match="v6 is newer"):
         upgrade(conn)
     engine.dispose()
 
@@ -417,6 +422,7 @@ def test_a_fresh_database_is_upgraded_to_the_head_schema(db_url: str) -> None:
         assert differences(conn) == []
         assert current(conn) == HEAD
         meta = {k: v for k, v in conn.execute(sa.text("SELECT key, value FROM meta"))}
+        assert re.fullmatch("[0-9a-f]{32}", meta.pop("index_epoch"))
         assert meta == {"app": APP_ID, "schema_version": str(SCHEMA_VERSION)}
         tables = set(sa.inspect(conn).get_table_names())
         assert tables == {*metadata.tables, "alembic_version"}

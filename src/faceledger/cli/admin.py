@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -13,6 +14,7 @@ from rich.table import Table
 
 from faceledger.cli.common import (
     Db,
+    Embedder,
     Json,
     Offline,
     Profile,
@@ -26,6 +28,7 @@ from faceledger.cli.common import (
     subjects_app,
 )
 from faceledger.cli.render import emit_json, err, out
+from faceledger.config import load_config
 from faceledger.convert import convert, convertible
 from faceledger.engine import Engine
 from faceledger.errors import ConfigError, InputError, ModelError
@@ -340,6 +343,60 @@ def gallery_reembed(profile: Profile = None, db: Db = None, offline: Offline = F
         err.print(f"re-embedding {ops.db_name} with {model} ...")
         count = ops.reembed(me()).value
     out.print(f"re-embedded {count} templates with {model}")
+
+
+IndexKind = Annotated[
+    str | None,
+    typer.Option(
+        "--kind",
+        help="exact (numpy), flat (FAISS, exact), hnsw, ivf or ivfpq (approximate); "
+        "default: the configuration's index.kind (auto: by gallery size)",
+    ),
+]
+
+
+@gallery_app.command("index")
+@handle_errors
+def gallery_index(
+    profile: Profile = None,
+    embedder: Embedder = None,
+    kind: IndexKind = None,
+    rebuild: Annotated[
+        bool, typer.Option("--rebuild", help="build it from every template now, and save it")
+    ] = False,
+    db: Db = None,
+    offline: Offline = False,
+    json_out: Json = False,
+) -> None:
+    """The vector index searches run over: its kind and parameters, how many templates it
+    holds, where it is saved, and how long opening it took.
+
+    The index of a profile's templates is kept in a file beside the gallery (a folder
+    named after it; for PostgreSQL, in the user cache) and caught up with every change
+    before each search, so a search does not read every template from the database.
+    --rebuild builds it from scratch (after changing --kind or its parameters, for one).
+
+    Example: faceledger gallery index --profile fast --kind hnsw --rebuild"""
+    overrides: dict[str, object] = {"profile": profile, "db": db, "embedder": embedder,
+                                    "offline": offline or None}  # fmt: skip
+    if kind is not None:
+        overrides["index"] = {"kind": kind}
+    with open_ops(config=load_config(**overrides)) as ops:
+        stats = ops.index_stats(rebuild=rebuild)
+        model = ops.model_id
+    if json_out:
+        emit_json({"model": model, **dataclasses.asdict(stats)})
+        return
+    params = ", ".join(f"{k}={v}" for k, v in stats.params.items()) or "none"
+    out.print(
+        f"{model}: {stats.kind} index of {stats.size} templates (parameters: {params}); "
+        f"{_opened[stats.source]} in {stats.open_s:.2f} s; "
+        + (f"saved in {stats.folder}" if stats.folder else "kept in memory only")
+    )
+
+
+_opened = {"saved": "read from its file", "database": "built from the database",
+           "empty": "empty"}  # fmt: skip
 
 
 @gallery_app.command("info")

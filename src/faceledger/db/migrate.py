@@ -1,6 +1,6 @@
 """Bring a database to the head schema with Alembic, inside the caller's transaction.
 
-The revisions are the scripts in ``faceledger.db.migrations.versions`` (``v1`` .. ``v4``),
+The revisions are the scripts in ``faceledger.db.migrations.versions`` (``v1`` .. ``v6``),
 run programmatically: no ``alembic.ini``, no ``env.py``. Galleries made before Alembic
 have no ``alembic_version`` table but ``meta.schema_version`` = N (1..4): they are stamped
 ``vN`` first, then upgraded. After every upgrade ``meta.schema_version`` holds
@@ -25,9 +25,9 @@ from sqlalchemy.engine import Connection
 from faceledger.db.schema import APP_ID, meta_table
 from faceledger.errors import StorageError
 
-HEAD = "v5"
+HEAD = "v6"
 """The revision of the head schema (:mod:`faceledger.db.schema`)."""
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """The integer kept in ``meta.schema_version`` (the version faceledger used before Alembic)."""
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 """The Alembic script directory (its ``versions`` folder holds the revisions)."""

@@ -167,3 +167,15 @@ reviews = sa.Table(
     sa.Column("comment", sa.Text, nullable=True),
     sa.Column("at", sa.String(40), nullable=False),
 )
+# v6: every change to a template, in order, so a persisted vector index can catch up with
+# the gallery by reading what changed since it was saved (written by triggers on
+# ``templates``: a change made by any process, or by hand in SQL, is logged)
+template_log = sa.Table(
+    "template_log",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("template_id", sa.Integer, nullable=False),
+    sa.Column("op", sa.String(8), nullable=False),  # 'add' or 'remove'
+    sa.Column("nonce", sa.String(16), nullable=False),  # random: names this very row
+    sqlite_autoincrement=True,  # a seq is never reused
+)

@@ -131,6 +131,12 @@ class ExactIndex:
     def empty(cls, dim: int) -> ExactIndex:
         return cls(np.zeros((0, dim), np.float32))
 
+    @classmethod
+    def create(cls, dim: int, params: dict[str, Any] | None = None) -> ExactIndex:
+        """An empty index (the exact kind has no parameters; ``params`` is ignored)."""
+        del params
+        return cls.empty(dim)
+
     @property
     def dim(self) -> int:
         return self._dim
@@ -243,6 +249,14 @@ def index_class(kind: str) -> Any:
             f"the {kind} index needs faiss-cpu (pip install faiss-cpu): {exc}"
         ) from exc
     return faiss_index.KINDS[kind]
+
+
+def make_index(kind: str, dim: int, params: dict[str, Any]) -> VectorIndex:
+    """An empty index of ``kind`` with its declared ``params``."""
+    if kind == "exact":
+        return ExactIndex.empty(dim)
+    index: VectorIndex = index_class(kind)(dim, params)
+    return index
 
 
 def load_index(path: Path, kind: str, dim: int, params: dict[str, Any]) -> VectorIndex:

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 
 from faceledger.db import Database, DatabaseUrl
 from faceledger.db.engine import distinct_agg, write_txn
-from faceledger.db.schema import events, meta_table, subjects, templates
+from faceledger.db.schema import events, meta_table, subjects, template_log, templates
 from faceledger.errors import (
     ConfigError,
     ConflictError,
@@ -364,19 +364,78 @@ class Gallery:
 
     def vectors(self, model_id: str) -> tuple[np.ndarray, np.ndarray]:
         """All templates as ((n, d) float32 vectors, (n,) subject names); checks the model."""
+        loaded = self.load_templates(model_id)
+        if loaded.size == 0:
+            return np.zeros((0, 0), np.float32), np.zeros((0,), dtype=object)
+        names = self.names_of(loaded.subject_ids)
+        labels = np.array([names[int(s)] for s in loaded.subject_ids], dtype=object)
+        return loaded.vectors, labels
+
+    def load_templates(self, model_id: str, ids: np.ndarray | None = None) -> LoadedTemplates:
+        """The embeddings of every template (or of those of ``ids`` that exist), in id order,
+        read in one pass into one preallocated array (no per-row arrays, no second copy)."""
         self.require_model(model_id)
+        with self.engine.connect() as conn:
+            if ids is None:
+                return _read_templates(conn, [sa.true()])
+            wanted = np.unique(np.asarray(ids, dtype=np.int64))
+            chunks = [
+                templates.c.id.in_([int(i) for i in wanted[at : at + ID_CHUNK]])
+                for at in range(0, wanted.size, ID_CHUNK)
+            ]
+            return _read_templates(conn, chunks)
+
+    def names_of(self, subject_ids: np.ndarray | Sequence[int]) -> dict[int, str]:
+        """Subject id -> name for those of ``subject_ids`` that exist (an erased subject's
+        id is missing: a search must not name them)."""
+        wanted = sorted({int(i) for i in np.asarray(subject_ids).reshape(-1)})
+        found: dict[int, str] = {}
+        with self.engine.connect() as conn:
+            for at in range(0, len(wanted), ID_CHUNK):
+                query = sa.select(subjects.c.id, subjects.c.name).where(
+                    subjects.c.id.in_(wanted[at : at + ID_CHUNK])
+                )
+                found.update({int(i): str(n) for i, n in conn.execute(query)})
+        return found
+
+    # ---- the template log (v6): what changed since a saved index ------------------------
+
+    def log_head(self) -> LogPosition:
+        """Where the template log stands: its last seq, that row, and the log's epoch."""
+        with self.engine.connect() as conn:
+            seq = int(conn.execute(sa.select(sa.func.max(template_log.c.seq))).scalar() or 0)
+            epoch = conn.execute(
+                sa.select(meta_table.c.value).where(meta_table.c.key == "index_epoch")
+            ).scalar()
+            return LogPosition(seq, self._log_row(conn, seq), str(epoch or ""))
+
+    def log_row(self, seq: int) -> str:
+        """A fingerprint of the log row ``seq`` ('' for none): a saved index checks that the
+        log it caught up with is still this database's."""
+        with self.engine.connect() as conn:
+            return self._log_row(conn, seq)
+
+    @staticmethod
+    def _log_row(conn: Connection, seq: int) -> str:
+        if seq <= 0:
+            return ""
+        row = conn.execute(
+            sa.select(template_log.c.template_id, template_log.c.op, template_log.c.nonce).where(
+                template_log.c.seq == seq
+            )
+        ).first()
+        return "" if row is None else f"{row.template_id}:{row.op}:{row.nonce}"
+
+    def changed_since(self, after: int, upto: int) -> np.ndarray:
+        """The ids of templates added, removed or changed in log rows (after, upto]."""
         query = (
-            sa.select(templates.c.embedding, subjects.c.name)
-            .join(subjects)
-            .order_by(templates.c.id)
+            sa.select(template_log.c.template_id)
+            .where(template_log.c.seq > after)
+            .where(template_log.c.seq <= upto)
+            .distinct()
         )
         with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
-        if not rows:
-            return np.zeros((0, 0), np.float32), np.zeros((0,), dtype=object)
-        vectors = np.stack([np.frombuffer(blob, dtype="<f4") for blob, _ in rows])
-        names = np.array([name for _, name in rows], dtype=object)
-        return vectors.astype(np.float32), names
+            return np.fromiter(conn.execute(query).scalars(), dtype=np.int64)
 
     def crops(self) -> Iterator[StoredCrop]:
         query = sa.select(templates.c.id, templates.c.crop_png, templates.c.crop_geometry).order_by(
@@ -385,6 +444,74 @@ class Gallery:
         with self.engine.connect() as conn:
             for template_id, png, geometry in conn.execute(query):
                 yield StoredCrop(int(template_id), bytes(png), json.loads(geometry))
+
+
+ID_CHUNK = 5000
+"""Ids per ``IN (...)`` list (well below SQLite's and psycopg's parameter limits)."""
+
+
+@dataclass(frozen=True)
+class LoadedTemplates:
+    vectors: np.ndarray
+    """(n, d) float32, one row per template, in id order."""
+    ids: np.ndarray
+    """(n,) int64 template ids."""
+    subject_ids: np.ndarray
+    """(n,) int64: the subject each template belongs to."""
+
+    @property
+    def size(self) -> int:
+        return int(self.ids.shape[0])
+
+
+@dataclass(frozen=True)
+class LogPosition:
+    seq: int
+    row: str
+    """A fingerprint of the row at ``seq``."""
+    epoch: str
+    """``meta.index_epoch``: which database's log this is."""
+
+
+def _read_templates(conn: Connection, where: Sequence[sa.ColumnElement[bool]]) -> LoadedTemplates:
+    """Rows of ``templates`` matching any of ``where``, into arrays sized by a count first."""
+    n = sum(
+        int(conn.execute(sa.select(sa.func.count()).select_from(templates).where(w)).scalar() or 0)
+        for w in where
+    )
+    dim = 0
+    if n:
+        dim = int(conn.execute(sa.select(sa.func.max(templates.c.dim))).scalar() or 0)
+    vectors = np.empty((n, dim), np.float32)
+    ids = np.empty(n, np.int64)
+    subject_ids = np.empty(n, np.int64)
+    at = 0
+    for w in where:
+        query = (
+            sa.select(templates.c.id, templates.c.subject_id, templates.c.embedding)
+            .where(w)
+            .order_by(templates.c.id)
+        )
+        result = conn.execution_options(yield_per=20_000).execute(query)
+        for part in result.partitions():
+            # rows that arrived after the count are left for the next catch-up
+            rows = part[: n - at]
+            count = len(rows)
+            if not count:
+                break
+            blob = b"".join(bytes(r[2]) for r in rows)
+            if len(blob) != count * dim * 4:
+                raise StorageError(
+                    f"templates {rows[0][0]}..{rows[-1][0]} hold embeddings of another size "
+                    f"than {dim} floats: the gallery mixes dimensions"
+                )
+            vectors[at : at + count] = np.frombuffer(blob, dtype="<f4").reshape(count, dim)
+            ids[at : at + count] = [r[0] for r in rows]
+            subject_ids[at : at + count] = [r[1] for r in rows]
+            at += count
+    if at < n:  # rows deleted after the count
+        vectors, ids, subject_ids = vectors[:at], ids[:at], subject_ids[:at]
+    return LoadedTemplates(vectors, ids, subject_ids)
 
 
 def _model_ids(joined: str | None) -> tuple[str, ...]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,13 +17,16 @@ from faceledger.config import Config
 from faceledger.db import Database
 from faceledger.db.migrate import SCHEMA_VERSION
 from faceledger.engine import Engine
+from faceledger.errors import ConfigError, StorageError
 from faceledger.events.review import Reviews
 from faceledger.events.store import Clock, EventStore, utc_now
+from faceledger.gallery.indexed import refresh_saved
 from faceledger.gallery.store import Gallery
 from faceledger.gallery.watchlists import WatchLists
 from faceledger.ledger.chain import Ledger, LedgerEntry, LedgerRecord
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,19 @@ class OperationsBase:
         """Resolve, verify and load every model now, and read the gallery's templates."""
         self.engine.load()
         self.engine.matcher()
+
+    def _forget_erased(self) -> None:
+        """After an erasure: this process's index drops the erased vectors now, and every
+        index saved beside the gallery is rewritten without them."""
+        try:
+            if self._engine is not None and "index" in self._engine.__dict__:
+                with self.inference() as engine:
+                    engine.index.sync()
+            refresh_saved(self.gallery, self.config.index)
+        except (StorageError, ConfigError) as exc:
+            # the erasure is committed; an index that cannot catch up now is rebuilt or
+            # caught up (without the erased) before its next search
+            log.warning("after the erasure, an index could not be rewritten: %s", exc)
 
     @contextlib.contextmanager
     def inference(self) -> Iterator[Engine]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from faceledger.engine import Analysis, image_result
 from faceledger.errors import InputError
+from faceledger.gallery.indexed import IndexStats
 from faceledger.images import ImageSource, sha256_of
 from faceledger.ledger.audit import identify_summary, verify_summary
 from faceledger.operations.acting import Acting
@@ -37,6 +38,12 @@ class SearchOperations(OperationsBase):
         gallery was enrolled with another embedder)."""
         with self.inference() as engine:
             return int(engine.matcher().index.size)
+
+    def index_stats(self, rebuild: bool = False) -> IndexStats:
+        """The vector index searches run over: kind, parameters, size, where it is saved
+        and how it was opened (``rebuild``: from every template, now)."""
+        with self.inference() as engine:
+            return engine.index.rebuild() if rebuild else engine.index.stats
 
     def identify(self, acting: Acting, source: ImageSource, top: int = 1) -> Recorded[ImageResult]:
         """Every face in one image with its open-set decision (a subject or unknown).

@@ -154,6 +154,7 @@ class SubjectOperations(OperationsBase):
             done.append(self._log_in(conn, record))
 
         self.gallery.remove(name, within)
+        self._forget_erased()
         return Recorded(erased[0], done[0])
 
     def remove_template(self, acting: Acting, name: str, template_id: int) -> Recorded[Erasure]:
@@ -167,6 +168,7 @@ class SubjectOperations(OperationsBase):
             done.append(self._log_in(conn, record))
 
         erasure = self.gallery.remove_template(name, template_id, within)
+        self._forget_erased()
         return Recorded(erasure, done[0])
 
     def reembed(self, acting: Acting) -> Recorded[int]:
