@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from faceledger.access import ApiKey, Permission
 from faceledger.api.auth import acting, ops, require
 from faceledger.api.params import Since
+from faceledger.faces.crops import crop_media_type
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 Reader = Annotated[ApiKey, Depends(require(Permission.events_read))]
@@ -91,13 +92,19 @@ def show(request: Request, key: Reader, event_id: EventId) -> Any:
 @router.get(
     "/{event_id}/crop",
     response_class=Response,
-    responses={200: {"content": {"image/png": {}}, "description": "the evidence crop"}},
+    responses={
+        200: {
+            "content": {"image/jpeg": {}, "image/png": {}},
+            "description": "the evidence crop: JPEG (PNG for events stored by older versions)",
+        }
+    },
 )
 def crop(request: Request, key: Reader, event_id: EventId) -> Response:
     """The event's face crop (evidence), when one is kept. Each viewing is recorded (the
     ``X-Ledger-Seq`` header names its entry)."""
     seen = ops(request).view_evidence(acting(key), event_id)
-    return Response(seen.value, media_type="image/png", headers={"X-Ledger-Seq": str(seen.seq)})
+    media = crop_media_type(seen.value) or "application/octet-stream"
+    return Response(seen.value, media_type=media, headers={"X-Ledger-Seq": str(seen.seq)})
 
 
 @router.post("/{event_id}/review", response_model=ReviewAnswer)
