@@ -29,7 +29,7 @@ def unit(rng: np.random.Generator, n: int = 1) -> np.ndarray:
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
-@pytest.fixture(params=["exact", "flat"])
+@pytest.fixture(params=["exact", "flat", "hnsw", "ivf"])
 def kind(request: pytest.FixtureRequest) -> str:
     if request.param != "exact":
         pytest.importorskip("faiss", reason="the FAISS kinds need faiss-cpu")

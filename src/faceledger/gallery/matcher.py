@@ -52,10 +52,13 @@ class Labels:
         return self._per_subject
 
     def _recount(self) -> None:
-        if self.subject_ids.size == 0:
+        ids = self.subject_ids
+        if ids.size == 0:
             self._per_subject = 1
+        elif ids.min() >= 0 and ids.max() < 4 * ids.size + 4096:  # dense ids: count in O(n)
+            self._per_subject = max(int(np.bincount(ids).max()), 1)
         else:
-            _, counts = np.unique(self.subject_ids, return_counts=True)
+            _, counts = np.unique(ids, return_counts=True)
             self._per_subject = max(int(counts.max()), 1)
 
     def subjects_of(self, ids: np.ndarray) -> np.ndarray:

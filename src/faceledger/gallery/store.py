@@ -475,13 +475,12 @@ class LogPosition:
 
 def _read_templates(conn: Connection, where: Sequence[sa.ColumnElement[bool]]) -> LoadedTemplates:
     """Rows of ``templates`` matching any of ``where``, into arrays sized by a count first."""
-    n = sum(
-        int(conn.execute(sa.select(sa.func.count()).select_from(templates).where(w)).scalar() or 0)
-        for w in where
-    )
-    dim = 0
-    if n:
-        dim = int(conn.execute(sa.select(sa.func.max(templates.c.dim))).scalar() or 0)
+    n = dim = 0
+    for w in where:
+        count, widest = conn.execute(
+            sa.select(sa.func.count(), sa.func.max(templates.c.dim)).where(w)
+        ).one()
+        n, dim = n + int(count or 0), max(dim, int(widest or 0))
     vectors = np.empty((n, dim), np.float32)
     ids = np.empty(n, np.int64)
     subject_ids = np.empty(n, np.int64)
