@@ -35,7 +35,24 @@ from faceledger.errors import ConfigError, InputError, ModelError
 from faceledger.faces.align import ArcFaceAligner
 from faceledger.models.catalog import CARDS, PROFILES, ModelCard, get_card, get_profile
 from faceledger.models.store import ModelStore
+from faceledger.runtime.pool import available_cores
 from faceledger.text import shown
+
+Workers = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        "-j",
+        min=1,
+        max=256,
+        show_default=False,
+        help="inputs worked on at once, each worker on one core with its own copy of the "
+        f"models [default: every core, {available_cores()} here]; 1 works through them one "
+        "at a time in this process (least memory). Output keeps the input order, and each "
+        "search is written to the ledger before it is shown",
+    ),
+]
+"""``--workers N`` of the bulk commands (identify, enroll, detect, scan, gallery reembed)."""
 
 # ---- subjects -------------------------------------------------------------------------------
 
@@ -336,12 +353,14 @@ def models_verify(json_out: Json = False) -> None:
 
 @gallery_app.command("reembed")
 @handle_errors
-def gallery_reembed(profile: Profile = None, db: Db = None, offline: Offline = False) -> None:
+def gallery_reembed(
+    profile: Profile = None, db: Db = None, offline: Offline = False, workers: Workers = None
+) -> None:
     """Re-embed every template from its stored aligned crop with the profile's embedder."""
     with open_ops(db, profile=profile, offline=offline) as ops:
         model = ops.model_id
         err.print(f"re-embedding {ops.db_name} with {model} ...")
-        count = ops.reembed(me()).value
+        count = ops.reembed(me(), workers).value
     out.print(f"re-embedded {count} templates with {model}")
 
 

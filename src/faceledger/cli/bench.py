@@ -509,3 +509,6 @@ def _service_table(result: ServiceResult) -> Table:
     for name, value in rows:
         table.add_row(name, value)
     return table
+
+
+from faceledger.cli import bench_index  # noqa: E402, F401  (registers bench index)

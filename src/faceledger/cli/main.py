@@ -17,11 +17,13 @@ from faceledger.cli import (
     admin,  # noqa: F401  (registers the subjects/models/gallery commands)
     audit,  # noqa: F401  (registers the audit and retention commands)
     bench,  # noqa: F401  (registers the bench commands)
+    bench_bulk,  # noqa: F401  (registers bench bulk)
     bench_shared,  # noqa: F401  (registers bench shared-db)
     render,
     review,  # noqa: F401  (registers the watchlists and events commands)
     service,  # noqa: F401  (registers the keys commands)
 )
+from faceledger.cli.admin import Workers
 from faceledger.cli.common import (
     Case,
     Db,
@@ -39,10 +41,9 @@ from faceledger.cli.common import (
     open_ops,
 )
 from faceledger.cli.render import emit_json, err, out
-from faceledger.errors import ConfigError, InputError
+from faceledger.errors import ConfigError
 from faceledger.images import collect_images
 from faceledger.text import shown, subject_name
-from faceledger.types import ImageResult
 
 # ---- enroll ---------------------------------------------------------------------------------
 
@@ -123,6 +124,7 @@ def enroll(
             "first with: faceledger watchlists create)",
         ),
     ] = None,
+    workers: Workers = None,
     profile: Profile = None,
     embedder: Embedder = None,
     detector: Detector = None,
@@ -155,17 +157,16 @@ def enroll(
             def tick(item: str) -> None:
                 bar.update(task, advance=1, item=item[-60:])
 
-            for subject, photos in plan.items():
-                report, _entry = ops.enroll(
-                    acting,
-                    subject,
-                    photos,
-                    basis,
-                    largest=largest,
-                    all_or_nothing=all_or_nothing,
-                    watchlists=lists,
-                    progress=tick,
-                )
+            for report, _entry in ops.enroll_many(
+                acting,
+                plan,
+                basis,
+                largest=largest,
+                all_or_nothing=all_or_nothing,
+                watchlists=lists,
+                progress=tick,
+                workers=workers,
+            ):
                 reports.append(report)
                 failures.extend(report.failures)
     if json_out:
@@ -207,6 +208,7 @@ def identify(
             help="write annotated copies (boxes, names or 'unknown', scores) into this folder",
         ),
     ] = None,
+    workers: Workers = None,
     purpose: Purpose = None,
     case: Case = None,
     strictness: Strictness = None,
@@ -241,12 +243,15 @@ def identify(
             )
         threshold = ops.threshold
         results = []
-        for recorded in ops.identify_many(acting, render.track(files, "identifying"), top):
-            results.append(recorded.value)
-            if json_out:
-                emit_json(recorded.value.to_dict())
-            if draw is not None and recorded.value.error is None:
-                annotate_identified(recorded.value, draw, ops.config)
+        with render.progress_bar(len(files), "identifying") as bar:
+            task = bar.task_ids[0]
+            for recorded in ops.identify_many(acting, files, top, workers=workers):
+                bar.update(task, advance=1, item=recorded.value.image[-60:])
+                results.append(recorded.value)
+                if json_out:
+                    emit_json(recorded.value.to_dict())
+                if draw is not None and recorded.value.error is None:
+                    annotate_identified(recorded.value, draw, ops.config)
     failures = [(r.image, r.error) for r in results if r.error is not None]
     if not json_out:
         out.print(render.identify_table(results, top))
@@ -320,6 +325,7 @@ def detect(
         Path | None,
         typer.Option("--draw", help="write annotated copies (boxes, landmarks) into this folder"),
     ] = None,
+    workers: Workers = None,
     purpose: Purpose = None,
     case: Case = None,
     profile: Profile = None,
@@ -338,15 +344,17 @@ def detect(
     files = gather(paths)
     acting = me(purpose, case)
     results = []
-    with open_ops(db, create=True, profile=profile, offline=offline, detector=detector) as ops:
-        for path in render.track(files, "detecting"):
-            try:
-                result, found = ops.detect(acting, path).value
-            except InputError as exc:  # recorded, and the batch goes on
-                result = ImageResult(str(path), error=exc.reason)
-            else:
-                if draw is not None:
-                    annotate(found, draw)
+    with (
+        open_ops(db, create=True, profile=profile, offline=offline, detector=detector) as ops,
+        render.progress_bar(len(files), "detecting") as bar,
+    ):
+        task = bar.task_ids[0]
+        # a bad image is a result with its error (recorded too), and the batch goes on
+        for recorded in ops.detect_many(acting, files, workers=workers, pixels=draw is not None):
+            result, found = recorded.value
+            bar.update(task, advance=1, item=result.image[-60:])
+            if draw is not None and found is not None:
+                annotate(found, draw)
             results.append(result)
             if json_out:
                 emit_json(result.to_dict())

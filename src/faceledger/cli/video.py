@@ -24,6 +24,7 @@ from rich.progress import (
 from rich.table import Table
 
 from faceledger.cli import render
+from faceledger.cli.admin import Workers
 from faceledger.cli.common import (
     Case,
     Db,
@@ -43,6 +44,7 @@ from faceledger.config import Config, parse_duration
 from faceledger.engine import Engine
 from faceledger.errors import ConfigError, InputError
 from faceledger.events import Dispatcher, JsonlSink, Sink, StdoutSink
+from faceledger.operations import Acting, Operations
 from faceledger.text import shown
 from faceledger.video.scan import TrackDecision, VideoScanner
 from faceledger.video.source import LiveSource, file_frames, probe
@@ -144,6 +146,7 @@ def scan(
     ] = None,
     json_old: JsonOld = None,
     keep_unknown: KeepUnknown = None,
+    workers: Workers = None,
     purpose: Purpose = None,
     case: Case = None,
     strictness: Strictness = None,
@@ -158,7 +161,8 @@ def scan(
     Each track (a person's face from appearing to leaving) is identified from its best
     few frames, not frame by frame. Ends with a table: subject, time range, frames, best
     score, threshold. Every event is stored in the gallery database (with the best crop for
-    known subjects only, unless --keep-unknown). Example:
+    known subjects only, unless --keep-unknown). Several files are scanned at once, one
+    per worker (--workers), and reported in the order given. Example:
     faceledger scan clip.mp4 --profile fast --jsonl events.jsonl
     """
     json_file = jsonl_target(jsonl, json_old, "scan")
@@ -179,28 +183,64 @@ def scan(
         keep = parse_keep(keep_unknown, ops.config)
         ops.load()
         ops.purge_expired(acting)
-        for video in videos:
-            decisions: list[TrackDecision] = []
-            started = time.perf_counter()
-            try:
-                # The start entry, each track's event with its entry as it is decided,
-                # the end entry (with the error, if one ended the file early).
-                with ops.video_run(acting, "scan", video, keep_unknown=keep) as run:
-                    decisions = run.decisions
-                    for decision in scan_one(ops.engine, video, every, best):
-                        event_id = run.record(decision)
-                        write_event(handle, {"id": event_id, **decision.as_json()})
-            except InputError as exc:
-                failures.append((str(video), exc.reason))
-            seconds = time.perf_counter() - started
-            if json_file is None or str(json_file) != "-":
-                title = f"{video}: {len(decisions)} tracks"
-                out.print(tracks_table(decisions, title))
-                err.print(f"[dim]{shown(str(video))}: {seconds:.1f} s[/]")
-        if json_file is None or str(json_file) != "-":
+        shown_here = json_file is None or str(json_file) != "-"
+        if len(videos) > 1 and workers != 1:  # files at once, reported in the order given
+            failures += scan_parallel(
+                ops, acting, videos, every, best, keep, workers, handle, shown_here
+            )
+        else:
+            for video in videos:
+                decisions: list[TrackDecision] = []
+                started = time.perf_counter()
+                try:
+                    # The start entry, each track's event with its entry as it is decided,
+                    # the end entry (with the error, if one ended the file early).
+                    with ops.video_run(acting, "scan", video, keep_unknown=keep) as run:
+                        decisions = run.decisions
+                        for decision in scan_one(ops.engine, video, every, best):
+                            event_id = run.record(decision)
+                            write_event(handle, {"id": event_id, **decision.as_json()})
+                except InputError as exc:
+                    failures.append((str(video), exc.reason))
+                seconds = time.perf_counter() - started
+                if shown_here:
+                    title = f"{video}: {len(decisions)} tracks"
+                    out.print(tracks_table(decisions, title))
+                    err.print(f"[dim]{shown(str(video))}: {seconds:.1f} s[/]")
+        if shown_here:
             out.print(render.threshold_line(ops.engine.threshold))
     render.failures_block(failures)
     raise typer.Exit(1 if failures else 0)
+
+
+def scan_parallel(
+    ops: Operations,
+    acting: Acting,
+    videos: list[Path],
+    every: int,
+    best: int,
+    keep: timedelta | None,
+    workers: int | None,
+    handle: IO[str] | None,
+    shown_here: bool,
+) -> list[tuple[str, str]]:
+    """Several files scanned at once (one per worker), each file's events written and
+    its table shown once its turn comes in the order given; returns the failures."""
+    failures: list[tuple[str, str]] = []
+    for scanned in ops.scan_files(
+        acting, videos, every=every, best=best, keep_unknown=keep, workers=workers
+    ):
+        run = scanned.run
+        decisions = run.decisions if run is not None else []
+        event_ids = run.event_ids if run is not None else []
+        for event_id, decision in zip(event_ids, decisions, strict=True):
+            write_event(handle, {"id": event_id, **decision.as_json()})
+        if scanned.error is not None:
+            failures.append((str(scanned.path), scanned.error))
+        if shown_here:
+            out.print(tracks_table(decisions, f"{scanned.path}: {len(decisions)} tracks"))
+            err.print(f"[dim]{shown(str(scanned.path))}: {scanned.seconds:.1f} s[/]")
+    return failures
 
 
 def scan_one(engine: Engine, video: Path, every: int, best: int) -> Iterator[TrackDecision]:

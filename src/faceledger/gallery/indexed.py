@@ -219,8 +219,10 @@ class GalleryIndex:
         touched = self.gallery.changed_since(live.position.seq, head.seq)
         if touched.size > max(REBUILD_SHARE * live.index.size, 1024):
             return self._build(head, time.perf_counter())
-        removed = live.index.remove(touched)
-        live.labels.remove(touched)
+        held = touched[live.labels.subjects_of(touched) >= 0]  # an enrollment: usually none
+        removed = live.index.remove(held) if held.size else 0
+        if held.size:
+            live.labels.remove(held)
         current = self.gallery.load_templates(self.model_id, touched)
         self._check_dim(current)
         kind = live.stats.kind

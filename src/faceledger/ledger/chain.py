@@ -228,38 +228,65 @@ class Ledger:
         with write_txn(self.engine) as conn:
             return self.append_in(conn, record)
 
+    def append_many(self, records: Iterable[LedgerRecord]) -> list[LedgerEntry]:
+        """Add several entries, in order, in one write transaction: all of them or none.
+        The chain is the one that appending them one at a time would make (each entry
+        links to the one before it); only the commits are fewer (a bulk search records a
+        batch of answers at once, before any of them is shown)."""
+        records = list(records)
+        if not records:
+            return []
+        with write_txn(self.engine) as conn:
+            return self.append_many_in(conn, records)
+
     def append_in(self, conn: sa.Connection, record: LedgerRecord) -> LedgerEntry:
         """Add one entry inside the caller's write transaction, so that a change and its
         record commit together; the head is locked until that transaction ends."""
-        actor, role, action = record.actor, record.role, record.action
-        for name, text in (("actor", actor), ("role", role), ("action", action)):
-            if not isinstance(text, str) or not text:
-                raise ValueError(f"a ledger entry needs a non-empty {name}")
-        digests = _inputs(record.inputs)
-        summary = _summary(record.result)
+        return self.append_many_in(conn, [record])[0]
+
+    def append_many_in(self, conn: sa.Connection, records: list[LedgerRecord]) -> list[LedgerEntry]:
+        """:meth:`append_in` for several records, in order: every one checked first, then
+        one lock, one read of the head and one insert for all of them."""
+        checked = []
+        for record in records:
+            for name in ("actor", "role", "action"):
+                text = getattr(record, name)
+                if not isinstance(text, str) or not text:
+                    raise ValueError(f"a ledger entry needs a non-empty {name}")
+            checked.append((record, _inputs(record.inputs), _summary(record.result)))
+        if not checked:
+            return []
         lock_ledger(conn)
         last = conn.execute(
             sa.select(ledger.c.hash).order_by(ledger.c.seq.desc()).limit(1)
         ).scalar()
-        seq = top_seq(conn, ledger, ledger.c.seq) + 1
-        fields: dict[str, Any] = {
-            "seq": seq,
-            "at": iso(self.clock()),
-            "actor": actor,
-            "role": role,
-            "action": action,
-            "purpose": record.purpose,
-            "case_ref": record.case_ref,
-            "inputs": digests,
-            "result": summary,
-            "gallery": self.gallery,
-            "model": record.model,
-            "prev_hash": last or GENESIS,
-        }
-        digest = entry_hash(fields)
-        row = {**fields, "inputs": _json(digests), "result": _json(summary), "hash": digest}
-        conn.execute(ledger.insert().values(**row))
-        return LedgerEntry(**{**fields, "inputs": tuple(digests), "hash": digest})
+        seq = top_seq(conn, ledger, ledger.c.seq)
+        prev = last or GENESIS
+        rows, entries = [], []
+        for record, digests, summary in checked:
+            seq += 1
+            fields: dict[str, Any] = {
+                "seq": seq,
+                "at": iso(self.clock()),
+                "actor": record.actor,
+                "role": record.role,
+                "action": record.action,
+                "purpose": record.purpose,
+                "case_ref": record.case_ref,
+                "inputs": digests,
+                "result": summary,
+                "gallery": self.gallery,
+                "model": record.model,
+                "prev_hash": prev,
+            }
+            digest = entry_hash(fields)
+            rows.append(
+                {**fields, "inputs": _json(digests), "result": _json(summary), "hash": digest}
+            )
+            entries.append(LedgerEntry(**{**fields, "inputs": tuple(digests), "hash": digest}))
+            prev = digest
+        conn.execute(ledger.insert(), rows)
+        return entries
 
     def head(self) -> str:
         """The hash of the last entry (GENESIS when empty): note it to detect truncation."""

@@ -1,19 +1,41 @@
 """Searches on the record: identify, verify, detect. Each writes its ledger entry before
-its answer is returned; a search that fails on its input is recorded too."""
+its answer is returned; a search that fails on its input is recorded too.
+
+The bulk forms (:meth:`SearchOperations.identify_many`, :meth:`SearchOperations.detect_many`)
+read, detect and embed on several workers (:meth:`faceledger.engine.Engine.pool`), match
+here, and record the answers in batches: each batch's entries commit in one transaction,
+and only then are its answers returned, in input order."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
-from faceledger.engine import Analysis, image_result
+from faceledger.engine import (
+    Analysis,
+    Engine,
+    Failed,
+    Found,
+    embed_task,
+    found_result,
+    image_result,
+    locate_task,
+)
 from faceledger.errors import InputError
 from faceledger.gallery.indexed import IndexStats
 from faceledger.images import ImageSource, sha256_of
 from faceledger.ledger.audit import identify_summary, verify_summary
+from faceledger.ledger.chain import LedgerRecord
 from faceledger.operations.acting import Acting
 from faceledger.operations.base import OperationsBase, Recorded
 from faceledger.types import ImageResult, Threshold, Verification
+
+T = TypeVar("T")
+
+BATCH = 32
+"""Most answers of a bulk search recorded in one transaction (the next answer and those
+already done after it: a slow stream is recorded and shown one answer at a time)."""
 
 
 def digests(sources: Iterable[ImageSource | str]) -> tuple[str, ...]:
@@ -55,14 +77,88 @@ class SearchOperations(OperationsBase):
         return recorded
 
     def identify_many(
-        self, acting: Acting, paths: Iterable[Path], top: int = 1
+        self,
+        acting: Acting,
+        paths: Iterable[Path],
+        top: int = 1,
+        *,
+        workers: int | None = 1,
+        count: int | None = None,
     ) -> Iterator[Recorded[ImageResult]]:
-        """One recorded result per image; a bad image is a result carrying its error (also
-        recorded), and the batch goes on."""
+        """One recorded result per image, in input order; a bad image is a result carrying
+        its error (also recorded), and the batch goes on.
+
+        ``workers``: images read, detected and embedded at once (None or 0: every core;
+        1: one after another in this thread). ``count``: how many paths there are, when
+        ``paths`` is not a list (no more workers are started than images). Answers are
+        matched here and recorded in batches (:data:`BATCH`), each batch's entries
+        written before any of its answers is returned."""
         with self.inference() as engine:
             engine.matcher()  # fail early on an unusable gallery, before any image
-        for path in paths:
-            yield self._identify(acting, path, top)[0]
+            pool = engine.pool(
+                embed_task, workers, items=_count(paths, count), local=self.inference
+            )
+        for batch in pool.batches(paths, BATCH):
+            embedded = [done for done in batch if isinstance(done, Found)]
+            with self.inference() as engine:  # one search of the index for the batch
+                matched = iter(engine.results_from(embedded, top))
+            results = [
+                ImageResult(done.source, error=done.reason)
+                if isinstance(done, Failed)
+                else next(matched)
+                for done in batch
+            ]
+            records = [
+                acting.record(
+                    "identify", identify_summary(r), inputs=digests([r.image]), model=self.model_id
+                )
+                for r in results
+            ]
+            yield from self._recorded_batch(results, records)
+
+    def detect_many(
+        self,
+        acting: Acting,
+        paths: Iterable[Path],
+        *,
+        workers: int | None = 1,
+        count: int | None = None,
+        pixels: bool = False,
+    ) -> Iterator[Recorded[tuple[ImageResult, Analysis | None]]]:
+        """:meth:`detect` for many images, in input order, as :meth:`identify_many` does
+        it (workers, batches recorded before they are returned); a bad image is a result
+        carrying its error (recorded too), with no analysis. ``pixels``: each found
+        image's analysis holds its pixels (read again here: workers hand back no pixels),
+        e.g. to draw on; otherwise the analysis is None."""
+        with self.inference() as engine:
+            pool = engine.pool(
+                locate_task, workers, items=_count(paths, count), local=self.inference
+            )
+            reader = engine
+        for batch in pool.batches(paths, BATCH):
+            results: list[tuple[ImageResult, Analysis | None]] = []
+            records: list[LedgerRecord] = []
+            for done in batch:
+                inputs = digests([done.source])
+                if isinstance(done, Failed):
+                    results.append((ImageResult(done.source, error=done.reason), None))
+                    summary: dict[str, object] = {"error": done.reason}
+                else:
+                    results.append((found_result(done, None), _pixels(reader, done, pixels)))
+                    summary = {"faces": len(done.faces)}
+                records.append(
+                    acting.record("detect", summary, inputs=inputs, model=self.detector_id)
+                )
+            yield from self._recorded_batch(results, records)
+
+    def _recorded_batch(
+        self, values: list[T], records: list[LedgerRecord]
+    ) -> Iterator[Recorded[T]]:
+        """The values of one batch, once every one of their entries is written (one
+        transaction)."""
+        entries = self.ledger.append_many(records)
+        for value, entry in zip(values, entries, strict=True):
+            yield Recorded(value, entry)
 
     def _identify(
         self, acting: Acting, source: ImageSource, top: int
@@ -107,3 +203,21 @@ class SearchOperations(OperationsBase):
         summary = {"faces": len(found.faces)}
         entry = self._log(acting.record("detect", summary, inputs=inputs, model=self.detector_id))
         return Recorded((result, found), entry)
+
+
+def _count(paths: Iterable[Path], count: int | None) -> int | None:
+    if count is None and isinstance(paths, list | tuple):
+        return len(paths)
+    return count
+
+
+def _pixels(engine: Engine, found: Found, wanted: bool) -> Analysis | None:
+    """The analysis of a located image with its pixels, read again (None when not wanted,
+    or when the file can no longer be read: its answer stands, it is not drawn)."""
+    if not wanted:
+        return None
+    try:
+        image = engine.read(Path(found.source))
+    except InputError:
+        return None
+    return Analysis(found.source, image, found.faces)

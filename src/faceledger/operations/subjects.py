@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import functools
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from sqlalchemy.engine import Connection
 
-from faceledger.engine import EnrollReport
+from faceledger.engine import EnrollReport, Failed, template_task
 from faceledger.errors import ConfigError, NotFoundError
-from faceledger.gallery.store import Erasure, SubjectInfo, TemplateInfo
+from faceledger.gallery.store import Erasure, NewTemplate, SubjectInfo, TemplateInfo
 from faceledger.images import ImageSource
 from faceledger.ledger.audit import erasure_summary
 from faceledger.ledger.chain import LedgerEntry
@@ -75,11 +77,16 @@ class SubjectOperations(OperationsBase):
         all_or_nothing: bool = False,
         watchlists: Sequence[str] = (),
         progress: Callable[[str], None] | None = None,
+        workers: int | None = 1,
+        prepared: Iterable[NewTemplate | Failed] | None = None,
     ) -> tuple[EnrollReport, LedgerEntry | None]:
         """Enroll one subject from photos in one transaction with its ledger entry (and its
         watch-list memberships); bad photos are reported. The entry is None when nothing
         was enrolled (nothing changed). A new subject's name is checked first
-        (:meth:`enrollable_name`), and the basis cleaned (:func:`faceledger.text.free_text`)."""
+        (:meth:`enrollable_name`), and the basis cleaned (:func:`faceledger.text.free_text`).
+        ``workers``: photos read, detected and embedded at once (None or 0: every core);
+        ``prepared``: their templates made already, one per source in order
+        (:meth:`enroll_many` makes those of many subjects at once)."""
         name = self.enrollable_name(name)
         basis = free_text(basis, "legal basis", BASIS_MAX)
         lists = list(dict.fromkeys(watchlists))
@@ -110,8 +117,57 @@ class SubjectOperations(OperationsBase):
                 all_or_nothing=all_or_nothing,
                 progress=progress,
                 record=record,
+                workers=workers,
+                prepared=prepared,
             )
         return report, (done[0] if done else None)
+
+    def enroll_many(
+        self,
+        acting: Acting,
+        plan: Mapping[str, Sequence[ImageSource]],
+        basis: str | None,
+        *,
+        largest: bool = False,
+        all_or_nothing: bool = False,
+        watchlists: Sequence[str] = (),
+        progress: Callable[[str], None] | None = None,
+        workers: int | None = 1,
+    ) -> Iterator[tuple[EnrollReport, LedgerEntry | None]]:
+        """:meth:`enroll` for several subjects (name -> photos), in plan order, each in its
+        own transaction with its ledger entry; the photos of all of them are read,
+        detected and embedded on ``workers`` workers at once (None or 0: every core), so
+        a folder of many people with one photo each keeps every worker busy. Everything
+        checked before any work (names, basis for new subjects, watch lists, the
+        gallery's model) is checked for all of them before the first photo is read."""
+        self.require_new_basis(list(plan), basis)
+        if watchlists:
+            self.require_watchlists(list(dict.fromkeys(watchlists)))
+        with self.inference() as engine:
+            engine.gallery.require_model(engine.model_id)
+            photos = [photo for sources in plan.values() for photo in sources]
+            made = engine.pool(
+                functools.partial(template_task, largest=largest),
+                workers,
+                items=len(photos),
+                local=self.inference,
+            ).map(photos)
+        try:
+            for name, sources in plan.items():
+                prepared = list(itertools.islice(made, len(sources)))
+                yield self.enroll(
+                    acting,
+                    name,
+                    sources,
+                    basis,
+                    largest=largest,
+                    all_or_nothing=all_or_nothing,
+                    watchlists=watchlists,
+                    progress=progress,
+                    prepared=prepared,
+                )
+        finally:
+            made.close()  # a stop part-way stops the workers
 
     def add_templates(
         self, acting: Acting, name: str, sources: Sequence[ImageSource], *, largest: bool = False
@@ -171,9 +227,9 @@ class SubjectOperations(OperationsBase):
         self._forget_erased()
         return Recorded(erasure, done[0])
 
-    def reembed(self, acting: Acting) -> Recorded[int]:
+    def reembed(self, acting: Acting, workers: int | None = 1) -> Recorded[int]:
         """Re-embed every stored crop with this engine's embedder, one transaction with its
-        ledger entry."""
+        ledger entry; ``workers``: crops embedded at once (None or 0: every core)."""
         done: list[LedgerEntry] = []
 
         def record(conn: Connection, count: int) -> None:
@@ -182,5 +238,5 @@ class SubjectOperations(OperationsBase):
                                                          model=self.model_id)))  # fmt: skip
 
         with self.inference() as engine:
-            count = engine.reembed(record)
+            count = engine.reembed(record, workers)
         return Recorded(count, done[0])

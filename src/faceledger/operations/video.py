@@ -2,14 +2,19 @@
 
 A run (one scanned file, one watched stream) writes an entry when it starts; each decided
 track's event and the entry naming that event commit in one transaction; an entry when it
-ends. A run killed at any moment leaves every stored event with its entry."""
+ends. A run killed at any moment leaves every stored event with its entry.
+
+Several files scan at once on bulk workers (:meth:`VideoOperations.scan_files`, one
+worker per file): each file's start entry is written when its worker takes it, its
+tracks and end entry when its turn comes in input order."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import Connection
 
 from faceledger.engine import Engine
-from faceledger.errors import FaceledgerError
+from faceledger.errors import FaceledgerError, InputError
 from faceledger.events.sinks import WebhookSink
 from faceledger.ledger.audit import tracks_summary
 from faceledger.ledger.chain import LedgerEntry
@@ -133,6 +138,56 @@ class VideoRun:
         return self.end_entry
 
 
+@dataclasses.dataclass(frozen=True)
+class ScanJob:
+    """One file for a scan worker."""
+
+    path: Path
+    every: int = 1
+    best: int = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class ScannedFile:
+    """One file a scan worker went through: its decided tracks, the error that ended it
+    early (None when it was read to the end), the seconds it took, and (once recorded,
+    from :meth:`VideoOperations.scan_files`) its run, with each event's id."""
+
+    path: Path
+    decisions: tuple[TrackDecision, ...]
+    error: str | None
+    seconds: float
+    run: VideoRun | None = None
+
+
+def scan_task(engine: Engine, job: ScanJob) -> ScannedFile:
+    """A scan worker's work on one file (a pool task): every track decided, with the
+    worker's own engine (its detector, embedder and matcher over the gallery)."""
+    from faceledger.video.scan import VideoScanner
+    from faceledger.video.source import file_frames
+
+    started = time.perf_counter()
+    decisions: list[TrackDecision] = []
+    error: str | None = None
+    scanner = VideoScanner(engine, str(job.path), every=job.every, best_k=job.best)
+    try:
+        try:
+            for frame in file_frames(job.path):
+                decisions += scanner.feed(frame)
+        finally:  # the tracks open when the file ended (or failed) are decided too
+            decisions += scanner.finish()
+    except InputError as exc:
+        error = exc.reason
+    return ScannedFile(job.path, tuple(decisions), error, time.perf_counter() - started)
+
+
+def _finish_on_error(run: VideoRun, exc: BaseException) -> None:
+    """The end entry names what stopped the run; if even that cannot be written (the
+    database is what failed), the original error is the one raised."""
+    with contextlib.suppress(FaceledgerError):
+        run.finish(getattr(exc, "reason", None) or type(exc).__name__)
+
+
 class VideoOperations(OperationsBase):
     @contextlib.contextmanager
     def video_run(
@@ -147,21 +202,77 @@ class VideoOperations(OperationsBase):
         """``with ops.video_run(acting, "scan", path) as run: run.record(decision)``: the
         start entry on entering; the end entry on leaving (with the error, if one ended
         it). ``action`` is "scan" (a file) or "watch" (a stream)."""
-        inputs = digests([source]) if isinstance(source, Path) and source.is_file() else ()
-        run = VideoRun(
-            self, acting, action, without_credentials(str(source)), camera=camera,
-            keep_unknown=keep_unknown, inputs=inputs,
-        )  # fmt: skip
+        run = self._new_run(acting, action, source, camera=camera, keep_unknown=keep_unknown)
         run.start()
         try:
             yield run
         except BaseException as exc:
-            # The end entry names what stopped the run; if even that cannot be written
-            # (the database is what failed), the original error is the one raised.
-            with contextlib.suppress(FaceledgerError):
-                run.finish(getattr(exc, "reason", None) or type(exc).__name__)
+            _finish_on_error(run, exc)
             raise
         run.finish(None)
+
+    def _new_run(
+        self,
+        acting: Acting,
+        action: str,
+        source: str | Path,
+        *,
+        camera: str | None = None,
+        keep_unknown: timedelta | None = None,
+    ) -> VideoRun:
+        inputs = digests([source]) if isinstance(source, Path) and source.is_file() else ()
+        return VideoRun(
+            self, acting, action, without_credentials(str(source)), camera=camera,
+            keep_unknown=keep_unknown, inputs=inputs,
+        )  # fmt: skip
+
+    def scan_files(
+        self,
+        acting: Acting,
+        videos: Sequence[Path],
+        *,
+        every: int = 1,
+        best: int = 5,
+        keep_unknown: timedelta | None = None,
+        workers: int | None = None,
+    ) -> Iterator[ScannedFile]:
+        """Scan several video files at once, one worker per file (None or 0: every core),
+        and record each as :meth:`video_run` does, in input order: a file's start entry
+        when a worker takes it; once its turn comes, each decided track's event with its
+        entry, then its end entry (naming the error that ended the file early, if one
+        did: the tracks decided before it are kept). Yields each file once recorded.
+
+        Unlike one file scanned in this thread, a file's events are stored when the whole
+        file is done: a scan stopped part-way leaves the unfinished files with a start
+        entry, an end entry naming what stopped them, and no events."""
+        jobs = [ScanJob(video, every, best) for video in videos]
+        with self.inference() as engine:
+            pool = engine.pool(
+                scan_task,
+                workers,
+                items=len(jobs),
+                local=self.inference,
+                shared_gallery=True,
+                per_process=1,  # a video file is worth a process of its own
+            )
+        runs: dict[int, VideoRun] = {}
+
+        def start(index: int, job: ScanJob) -> None:
+            runs[index] = self._new_run(acting, "scan", job.path, keep_unknown=keep_unknown)
+            runs[index].start()
+
+        try:
+            for index, scanned in enumerate(pool.map(jobs, on_submit=start)):
+                run = runs[index]
+                for decision in scanned.decisions:
+                    run.record(decision)
+                run.finish(scanned.error)
+                del runs[index]
+                yield dataclasses.replace(scanned, run=run)
+        except BaseException as exc:
+            for run in runs.values():
+                _finish_on_error(run, exc)
+            raise
 
     def webhook_sink(self, url: str, **options: Any) -> WebhookSink:
         """A sink POSTing each event to ``url`` through this gallery's durable outbox
