@@ -74,7 +74,7 @@ def default_cache() -> Path:
     return Path(platformdirs.user_cache_dir("faceledger")) / "models"
 
 
-IndexKind = Literal["auto", "exact", "flat", "hnsw", "ivf", "ivfpq"]
+IndexKind = Literal["auto", "exact", "flat", "pq", "hnsw", "ivf", "ivfpq"]
 
 
 class IndexConfig(BaseModel):
@@ -85,9 +85,9 @@ class IndexConfig(BaseModel):
 
     kind: IndexKind = Field(
         "auto",
-        description="exact (numpy), flat (FAISS exact), hnsw, ivf, ivfpq; auto picks by "
-        "gallery size (flat below auto_approximate_from templates, then hnsw, ivfpq from "
-        "auto_pq_from)",
+        description="exact (numpy), flat (FAISS, exact), pq (4-bit PQ scan of every vector, "
+        "re-ranked exactly), hnsw, ivf, ivfpq; auto picks by gallery size: flat below "
+        "auto_approximate_from templates, then pq, ivfpq from auto_pq_from",
     )
     auto_approximate_from: int = Field(200_000, ge=1)
     auto_pq_from: int = Field(5_000_000, ge=1)
@@ -99,6 +99,16 @@ class IndexConfig(BaseModel):
     )
     ivf_nprobe: int = Field(32, ge=1, description="IVF lists searched per query")
     pq_bytes: int = Field(64, ge=4, le=512, description="IVF-PQ code size per vector")
+    pq_subquantizers: int | None = Field(
+        None,
+        ge=1,
+        le=512,
+        description="pq: 4-bit codes per vector, a divisor of the dimension (default: the "
+        "largest divisor up to 64: 32 bytes for 512-d or 128-d vectors)",
+    )
+    pq_rerank: int = Field(
+        512, ge=1, le=65536, description="pq: candidates per query re-scored exactly"
+    )
     dir: Path | None = Field(
         None,
         description="where the persisted index is kept (default: beside a SQLite gallery; "

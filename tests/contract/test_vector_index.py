@@ -321,6 +321,8 @@ DEFAULTS = IndexConfig().model_dump(
         "ivf_nlist",
         "ivf_nprobe",
         "pq_bytes",
+        "pq_subquantizers",
+        "pq_rerank",
     }
 )
 """IndexConfig's defaults (nlist then is round(4 * sqrt(10,150)) = 403)."""
@@ -328,6 +330,7 @@ DEFAULTS = IndexConfig().model_dump(
 RECALL_CASES = [
     # kind, setting, params, floor for recall@1, floor for recall@10   (measured here)
     ("flat", "default", DEFAULTS, 0.99, 0.99),  # 1.000 / 1.000
+    ("pq", "default", DEFAULTS, 0.99, 0.99),
     ("hnsw", "default", DEFAULTS, 0.98, 0.85),  # 0.993 / 0.887
     ("hnsw", "accurate", {**DEFAULTS, "hnsw_ef_construction": 200, "hnsw_ef_search": 512},
      0.99, 0.99),  # 1.000 / 1.000

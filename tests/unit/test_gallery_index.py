@@ -29,7 +29,7 @@ def unit(rng: np.random.Generator, n: int = 1) -> np.ndarray:
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
-@pytest.fixture(params=["exact", "flat", "hnsw", "ivf"])
+@pytest.fixture(params=["exact", "flat", "pq", "hnsw", "ivf"])
 def kind(request: pytest.FixtureRequest) -> str:
     if request.param != "exact":
         pytest.importorskip("faiss", reason="the FAISS kinds need faiss-cpu")
@@ -169,7 +169,9 @@ def test_a_restored_copy_of_the_database_is_rebuilt(tmp_path: Path, settings: In
         assert sorted(g.names_of(index.sync().labels.subject_ids).values()) == ["ann", "carl"]
 
 
-def test_a_damaged_index_file_is_rebuilt(gallery: Gallery, settings: IndexConfig, kind: str) -> None:
+def test_a_damaged_index_file_is_rebuilt(
+    gallery: Gallery, settings: IndexConfig, kind: str
+) -> None:
     rng = np.random.default_rng(7)
     ann = unit(rng, 1)
     enroll(gallery, "ann", ann)
@@ -196,7 +198,7 @@ def test_an_in_memory_index_writes_nothing(gallery: Gallery, tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize(
-    ("size", "kind"), [(0, "flat"), (199_999, "flat"), (200_000, "hnsw"), (5_000_000, "ivfpq")]
+    ("size", "kind"), [(0, "flat"), (199_999, "flat"), (200_000, "pq"), (5_000_000, "ivfpq")]
 )
 def test_auto_picks_the_kind_by_gallery_size(size: int, kind: str) -> None:
     assert choose_kind(IndexConfig(), size) == kind

@@ -46,7 +46,7 @@ import numpy as np
 from faceledger.errors import ConfigError
 from faceledger.gallery.index import ExactIndex, atomic_write, check_ids, check_vectors, padded
 
-__all__ = ["KINDS", "FlatIndex", "HNSWIndex", "IVFIndex", "IVFPQIndex"]
+__all__ = ["KINDS", "FlatIndex", "HNSWIndex", "IVFIndex", "IVFPQIndex", "PQRerankIndex"]
 
 DEFAULTS: dict[str, Any] = {
     "hnsw_m": 32,
@@ -55,11 +55,16 @@ DEFAULTS: dict[str, Any] = {
     "ivf_nlist": None,
     "ivf_nprobe": 32,
     "pq_bytes": 64,
+    "pq_subquantizers": 64,
+    "pq_rerank": 512,
 }
 """The defaults of :class:`faceledger.config.IndexConfig`, for a params dict that omits one."""
 
 MIN_TRAIN = 256
 """IVF kinds buffer vectors exactly until they hold at least ``max(nlist, MIN_TRAIN)``."""
+
+MIN_TRAIN_PQ = 1024
+"""The ``pq`` kind searches exactly until it holds this many vectors, then trains."""
 
 MAX_TRAIN = 100_000
 """IVF training uses at most this many rows (a seeded sample)."""
@@ -148,7 +153,11 @@ class _HeldIds:
         return np.asarray(self.sorted[at] == ids)
 
     def add(self, ids: np.ndarray) -> None:
-        self.sorted = np.sort(np.concatenate([self.sorted, ids]))
+        ids = np.sort(np.asarray(ids, np.int64))
+        if not self.sorted.size or (ids.size and ids[0] > self.sorted[-1]):
+            self.sorted = np.concatenate([self.sorted, ids])  # new ids come last: no sort
+        else:
+            self.sorted = np.sort(np.concatenate([self.sorted, ids]))
 
     def discard(self, ids: np.ndarray) -> np.ndarray:
         """Forget ``ids``; the ones that were held."""
@@ -561,8 +570,120 @@ class IVFPQIndex(IVFIndex):
         self._pq_bytes = int(index.pq.M)
 
 
+class PQRerankIndex(_FaissIndex):
+    """Every vector as a 4-bit product-quantised code scanned with SIMD
+    (``IndexPQFastScan``, ``pq_subquantizers`` codes of 4 bits: 32 bytes a vector at 64), the
+    ``pq_rerank`` best candidates of each query re-scored exactly with the stored floats.
+
+    No partition, no graph: every vector is looked at on every search, so a face whose
+    mate is in the gallery is not missed because its list was not probed or the graph walk
+    went elsewhere (what IVF and HNSW do to real face embeddings among a million others:
+    docs/ACCURACY.md); the scan of a million 32-byte codes takes about a millisecond. The
+    floats (for the re-ranking) are an :class:`ExactIndex` kept in the same order as the
+    codes; ``remove`` zeroes and drops both. Until ``MIN_TRAIN_PQ`` vectors are held it is
+    exact (the quantiser needs them to train); then it trains on a seeded sample of at most
+    ``MAX_TRAIN`` rows, once."""
+
+    kind: ClassVar[str] = "pq"
+
+    def __init__(self, dim: int, params: Mapping[str, Any] | None = None) -> None:
+        super().__init__(dim, params)
+        given = (params or {}).get("pq_subquantizers") is not None
+        self._m: int = _param(params, "pq_subquantizers")
+        if not given:  # the default: the largest divisor of the dimension up to it
+            self._m = max(m for m in range(1, min(self._m, self._dim) + 1) if self._dim % m == 0)
+        self._rerank: int = _param(params, "pq_rerank")
+        if self._dim % self._m:
+            raise ConfigError(
+                f"pq_subquantizers {self._m} does not divide the embedding dimension "
+                f"{self._dim}; choose a divisor of {self._dim}"
+            )
+        self._exact = ExactIndex.empty(self._dim)
+        self._codes: Any = None
+
+    def params(self) -> dict[str, Any]:
+        return {"pq_subquantizers": self._m, "pq_nbits": 4, "pq_rerank": self._rerank,
+                "trained": self._codes is not None}  # fmt: skip
+
+    def add(self, vectors: np.ndarray, ids: np.ndarray) -> None:
+        vectors, ids = self._check_add(vectors, ids)
+        if not ids.size:
+            return
+        self._exact.add(vectors, ids)
+        self._held.add(ids)
+        if self._codes is not None:
+            self._codes.add(vectors)
+        elif self._exact.size >= MIN_TRAIN_PQ:
+            self._train()
+
+    def _train(self) -> None:
+        held = self._exact.vectors()
+        rng = np.random.default_rng(TRAIN_SEED)
+        sample = (
+            held
+            if len(held) <= MAX_TRAIN
+            else held[rng.choice(len(held), MAX_TRAIN, replace=False)]
+        )
+        codes = faiss.IndexPQFastScan(self._dim, self._m, 4, faiss.METRIC_INNER_PRODUCT)
+        codes.train(np.ascontiguousarray(sample))
+        for at in range(0, len(held), 65536):
+            codes.add(np.ascontiguousarray(held[at : at + 65536]))
+        self._codes = codes
+
+    def remove(self, ids: np.ndarray) -> int:
+        held = self._held.discard(ids)
+        if not held.size:
+            return 0
+        positions = np.flatnonzero(np.isin(self._exact.ids(), held))
+        self._exact.remove(held)  # zeroes and compacts, keeping the order of the rest
+        if self._codes is not None:  # FAISS compacts the codes in the same order
+            self._codes.remove_ids(faiss.IDSelectorBatch(positions.astype(np.int64)))
+        return int(held.size)
+
+    def _search(self, queries: np.ndarray, k: int, kk: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._codes is None:
+            return self._exact.search(queries, k)
+        wanted = min(max(self._rerank, kk), self.size)
+        _, positions = self._codes.search(queries, wanted)
+        vectors, ids = self._exact.vectors(), self._exact.id_view()
+        scores, out = padded(queries.shape[0], k)
+        for row, (query, candidates) in enumerate(zip(queries, positions, strict=True)):
+            found = candidates[candidates >= 0]
+            exact = vectors[found] @ query
+            best = np.argsort(-exact, kind="stable")[:kk]
+            scores[row, : best.size] = exact[best]
+            out[row, : best.size] = ids[found[best]]
+        return scores, out
+
+    def save(self, path: Path) -> None:
+        codes = (
+            faiss.serialize_index(self._codes) if self._codes is not None else np.zeros(0, np.uint8)
+        )
+
+        def write(out: BinaryIO) -> None:
+            np.savez(out, vectors=self._exact.vectors(), ids=self._exact.ids(), codes=codes)
+
+        atomic_write(path, write)
+
+    @classmethod
+    def load(cls, path: Path, dim: int, params: Mapping[str, Any] | None = None) -> PQRerankIndex:
+        with np.load(path) as data:
+            vectors, ids, codes = data["vectors"], data["ids"], data["codes"]
+        index = faiss.deserialize_index(codes) if codes.size else None
+        structure = {"pq_subquantizers": int(index.M)} if index is not None else {}
+        self = cls(dim, {**(params or {}), **structure})
+        self._exact = ExactIndex(vectors.reshape(-1, dim), ids)
+        self._held = _HeldIds(ids)
+        if index is not None:
+            if index.d != dim or index.ntotal != len(ids):
+                raise ValueError("the codes do not match the stored vectors")
+            self._codes = index
+        return self
+
+
 KINDS: dict[str, type[Any]] = {
     "flat": FlatIndex,
+    "pq": PQRerankIndex,
     "hnsw": HNSWIndex,
     "ivf": IVFIndex,
     "ivfpq": IVFPQIndex,

@@ -25,7 +25,7 @@ import numpy as np
 
 from faceledger.errors import ConfigError, StorageError
 
-INDEX_KINDS = ("exact", "flat", "hnsw", "ivf", "ivfpq")
+INDEX_KINDS = ("exact", "flat", "pq", "hnsw", "ivf", "ivfpq")
 """Every kind of index, by the name configuration uses (``index.kind``)."""
 
 
@@ -194,6 +194,12 @@ class ExactIndex:
 
     def params(self) -> dict[str, Any]:
         return {}
+
+    def id_view(self) -> np.ndarray:
+        """The held ids in storage order (a read-only view: no copy)."""
+        view = self._ids[: self._n]
+        view.flags.writeable = False
+        return view
 
     def vectors(self) -> np.ndarray:
         """The held vectors, in the order of :meth:`ids` (a view)."""

@@ -70,7 +70,7 @@ def choose_kind(settings: IndexConfig, size: int) -> str:
     if size >= settings.auto_pq_from:
         return "ivfpq"
     if size >= settings.auto_approximate_from:
-        return "hnsw"
+        return "pq"
     return "flat"
 
 
@@ -83,6 +83,8 @@ def index_params(settings: IndexConfig, kind: str, size: int) -> dict[str, Any]:
             "hnsw_ef_construction": settings.hnsw_ef_construction,
             "hnsw_ef_search": settings.hnsw_ef_search,
         }
+    if kind == "pq":
+        return {"pq_subquantizers": settings.pq_subquantizers, "pq_rerank": settings.pq_rerank}
     if kind in ("ivf", "ivfpq"):
         nlist = settings.ivf_nlist or max(1, round(4 * math.sqrt(max(size, 1))))
         params: dict[str, Any] = {"ivf_nlist": nlist, "ivf_nprobe": settings.ivf_nprobe}
