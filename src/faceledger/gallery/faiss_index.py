@@ -44,7 +44,14 @@ import faiss
 import numpy as np
 
 from faceledger.errors import ConfigError
-from faceledger.gallery.index import ExactIndex, atomic_write, check_ids, check_vectors, padded
+from faceledger.gallery.index import (
+    ExactIndex,
+    atomic_write,
+    check_ids,
+    check_vectors,
+    padded,
+    read_arrays,
+)
 
 __all__ = ["KINDS", "FlatIndex", "HNSWIndex", "IVFIndex", "IVFPQIndex", "PQRerankIndex"]
 
@@ -609,7 +616,7 @@ class PQRerankIndex(_FaissIndex):
         vectors, ids = self._check_add(vectors, ids)
         if not ids.size:
             return
-        self._exact.add(vectors, ids)
+        self._exact.append(vectors, ids)  # checked against the held ids above
         self._held.add(ids)
         if self._codes is not None:
             self._codes.add(vectors)
@@ -667,12 +674,12 @@ class PQRerankIndex(_FaissIndex):
 
     @classmethod
     def load(cls, path: Path, dim: int, params: Mapping[str, Any] | None = None) -> PQRerankIndex:
-        with np.load(path) as data:
-            vectors, ids, codes = data["vectors"], data["ids"], data["codes"]
+        vectors, ids, others = read_arrays(path, dim)
+        codes = others.get("codes", np.zeros(0, np.uint8))
         index = faiss.deserialize_index(codes) if codes.size else None
         structure = {"pq_subquantizers": int(index.M)} if index is not None else {}
         self = cls(dim, {**(params or {}), **structure})
-        self._exact = ExactIndex(vectors.reshape(-1, dim), ids)
+        self._exact = ExactIndex.holding(vectors, ids)
         self._held = _HeldIds(ids)
         if index is not None:
             if index.d != dim or index.ntotal != len(ids):

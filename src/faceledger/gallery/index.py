@@ -17,6 +17,7 @@ tested against (``tests/contract/test_vector_index.py``); the FAISS kinds are in
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar, Protocol
@@ -164,9 +165,15 @@ class ExactIndex:
         ids = check_ids(ids, vectors.shape[0])
         if np.isin(ids, self._ids[: self._n]).any():
             raise ValueError("some ids are in the index already")
+        self.append(vectors, ids)
+
+    def append(self, vectors: np.ndarray, ids: np.ndarray) -> None:
+        """``add`` for a caller that has checked the vectors and ids already."""
         need = self._n + vectors.shape[0]
         if need > self._vectors.shape[0]:
-            capacity = max(need, 2 * self._vectors.shape[0], 16)
+            # grow by an eighth (a million 512-d floats are 2 GB: doubling would take 4 more)
+            held = self._vectors.shape[0]
+            capacity = max(need, held + max(1024, held // 8))
             grown = np.empty((capacity, self._dim), np.float32)
             grown[: self._n] = self._vectors[: self._n]
             grown_ids = np.full(capacity, -1, np.int64)
@@ -214,12 +221,67 @@ class ExactIndex:
     @classmethod
     def load(cls, path: Path, dim: int, params: dict[str, Any]) -> ExactIndex:
         del params
-        with np.load(path) as data:
-            vectors, ids = data["vectors"], data["ids"]
-        return cls(vectors.reshape(-1, dim), ids)
+        vectors, ids, _ = read_arrays(path, dim)
+        return cls.holding(vectors, ids)
+
+    @classmethod
+    def holding(cls, vectors: np.ndarray, ids: np.ndarray) -> ExactIndex:
+        """An index over the first ``len(ids)`` rows of ``vectors`` (its further rows are
+        room to grow into), taken as they are: no copy."""
+        index = cls.empty(vectors.shape[1])
+        index._vectors, index._n = vectors, int(ids.shape[0])
+        index._ids = np.full(vectors.shape[0], -1, np.int64)
+        index._ids[: index._n] = ids
+        return index
 
 
 # ---- files ----------------------------------------------------------------------------------
+
+HEADROOM = 1 / 32
+"""Rows read into an index file's vector array beyond those it holds: room for enrollments
+before the array must grow (and be copied)."""
+
+
+def read_arrays(path: Path, dim: int) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """The ``vectors`` and ``ids`` of an index file written with ``np.savez`` (and its
+    other arrays), the vectors read in one pass straight into an array with
+    :data:`HEADROOM` spare rows: no second copy of a million vectors."""
+    try:
+        return _read_arrays(path, dim)
+    except zipfile.BadZipFile as exc:
+        raise ValueError(f"not an index file: {exc}") from exc
+
+
+def _read_arrays(path: Path, dim: int) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    others: dict[str, np.ndarray] = {}
+    vectors: np.ndarray | None = None
+    with zipfile.ZipFile(path) as archive:
+        for member in archive.namelist():
+            name = member.removesuffix(".npy")
+            with archive.open(member) as src:
+                if name != "vectors":
+                    others[name] = np.lib.format.read_array(src)
+                    continue
+                version = np.lib.format.read_magic(src)
+                header = (
+                    np.lib.format.read_array_header_1_0
+                    if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0
+                )
+                shape, fortran, dtype = header(src)
+                if fortran or dtype != np.float32 or len(shape) != 2 or shape[1] != dim:
+                    raise ValueError(f"vectors of shape {shape} and type {dtype}, not (n, {dim})")
+                n = int(shape[0])
+                vectors = np.empty((n + max(16, int(n * HEADROOM)), dim), np.float32)
+                view = memoryview(vectors[:n].reshape(-1)).cast("B")
+                if src.readinto(view) != view.nbytes:  # type: ignore[attr-defined]
+                    raise ValueError("the vectors are cut short")
+    if vectors is None or "ids" not in others:
+        raise ValueError("not an index file: no vectors or ids")
+    ids = others.pop("ids").astype(np.int64)
+    if ids.shape[0] > vectors.shape[0]:
+        raise ValueError("more ids than vectors")
+    return vectors, ids, others
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:

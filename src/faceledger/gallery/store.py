@@ -121,6 +121,10 @@ class Gallery:
 
     def require_model(self, model_id: str) -> None:
         """Raise ModelMismatchError when templates of another model are present."""
+        query = sa.select(templates.c.model_id).where(templates.c.model_id != model_id).limit(1)
+        with self.engine.connect() as conn:
+            if conn.execute(query).first() is None:  # the model index answers at once
+                return
         others = {m: n for m, n in self.model_counts().items() if m != model_id}
         if others:
             found = ", ".join(f"{n} templates of {m}" for m, n in sorted(others.items()))
