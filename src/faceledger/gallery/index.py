@@ -17,6 +17,7 @@ tested against (``tests/contract/test_vector_index.py``); the FAISS kinds are in
 from __future__ import annotations
 
 import os
+import struct
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -255,33 +256,46 @@ def read_arrays(path: Path, dim: int) -> tuple[np.ndarray, np.ndarray, dict[str,
 def _read_arrays(path: Path, dim: int) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     others: dict[str, np.ndarray] = {}
     vectors: np.ndarray | None = None
-    with zipfile.ZipFile(path) as archive:
-        for member in archive.namelist():
-            name = member.removesuffix(".npy")
-            with archive.open(member) as src:
-                if name != "vectors":
+    with zipfile.ZipFile(path) as archive, open(path, "rb") as raw:
+        for info in archive.infolist():
+            name = info.filename.removesuffix(".npy")
+            if name != "vectors" or info.compress_type != zipfile.ZIP_STORED:
+                with archive.open(info) as src:
                     others[name] = np.lib.format.read_array(src)
-                    continue
-                version = np.lib.format.read_magic(src)
-                header = (
-                    np.lib.format.read_array_header_1_0
-                    if version == (1, 0)
-                    else np.lib.format.read_array_header_2_0
-                )
-                shape, fortran, dtype = header(src)
-                if fortran or dtype != np.float32 or len(shape) != 2 or shape[1] != dim:
-                    raise ValueError(f"vectors of shape {shape} and type {dtype}, not (n, {dim})")
-                n = int(shape[0])
-                vectors = np.empty((n + max(16, int(n * HEADROOM)), dim), np.float32)
-                view = memoryview(vectors[:n].reshape(-1)).cast("B")
-                if src.readinto(view) != view.nbytes:  # type: ignore[attr-defined]
-                    raise ValueError("the vectors are cut short")
+                continue
+            # stored, not compressed (np.savez): read the bytes straight from the file
+            raw.seek(info.header_offset)
+            local = raw.read(30)
+            if local[:4] != b"PK\x03\x04":
+                raise ValueError("a damaged zip member")
+            name_len, extra_len = struct.unpack("<HH", local[26:30])
+            raw.seek(info.header_offset + 30 + name_len + extra_len)
+            vectors = _read_npy_rows(raw, dim)
     if vectors is None or "ids" not in others:
         raise ValueError("not an index file: no vectors or ids")
     ids = others.pop("ids").astype(np.int64)
     if ids.shape[0] > vectors.shape[0]:
         raise ValueError("more ids than vectors")
     return vectors, ids, others
+
+
+def _read_npy_rows(src: BinaryIO, dim: int) -> np.ndarray:
+    """An (n, dim) float32 .npy array from ``src`` into an array with spare rows."""
+    version = np.lib.format.read_magic(src)
+    header = (
+        np.lib.format.read_array_header_1_0
+        if version == (1, 0)
+        else np.lib.format.read_array_header_2_0
+    )
+    shape, fortran, dtype = header(src)
+    if fortran or dtype != np.float32 or len(shape) != 2 or shape[1] != dim:
+        raise ValueError(f"vectors of shape {shape} and type {dtype}, not (n, {dim})")
+    n = int(shape[0])
+    vectors = np.empty((n + max(16, int(n * HEADROOM)), dim), np.float32)
+    view = memoryview(vectors[:n].reshape(-1)).cast("B")
+    if src.readinto(view) != view.nbytes:  # type: ignore[attr-defined]
+        raise ValueError("the vectors are cut short")
+    return vectors
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
