@@ -5,6 +5,11 @@ image -> Detector -> quality gate -> Aligner -> Embedder -> Matcher over the gal
 Models are created cheaply and loaded on first use; the gallery is opened on first use.
 Batch methods (``identify_many``, ``detect_many``, ``enroll``) never stop at a bad input:
 each result carries its own error and the caller decides the exit code.
+
+Bulk work (:meth:`Engine.pool`) runs the per-image stages -- read, detect, align, embed --
+on several workers, each with its own engine from the same config, and hands back small
+values (:class:`Found`, :class:`Failed`, templates) in input order; matching
+(:meth:`Engine.results_from`), recording and showing stay with the caller.
 """
 
 from __future__ import annotations
