@@ -25,7 +25,9 @@ What is measured
     ``recall_at_10`` (share of the exact top 10 found) compare with exact search over the
     very same vectors; ``rank1_exact`` / ``rank1_index``: the share of probes whose first
     answer is their mate with a score at the threshold or above. Search-time parameters
-    (``efSearch``, ``nprobe``) are swept over the saved index file (``sweeps``).
+    (``efSearch``, ``nprobe``, ``pq_rerank``) are swept over the saved index file
+    (``sweeps``). Peak memory is Linux's ``VmHWM`` (``ru_maxrss`` would carry the forking
+    parent's over); the machine's load average is kept beside the timings.
 
 ``index_only``
     For sizes a SQLite gallery cannot hold (ten million 512-d templates are 20 GB): the
