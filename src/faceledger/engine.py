@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -43,6 +43,7 @@ from faceledger.gallery.store import Gallery, NewTemplate, StoredCrop
 from faceledger.images import ImageSource, load_image, sha256_of
 from faceledger.models.catalog import STRICTNESS_FMR, ModelCard, get_card, get_profile
 from faceledger.models.store import ModelStore
+from faceledger.runtime.onnx import RuntimeOptions
 from faceledger.runtime.pool import Kind, OrderedPool, available_cores, resolve_workers
 from faceledger.types import (
     Embeddings,
@@ -88,6 +89,8 @@ class Found:
     faces: Faces
     size: tuple[int, int]
     embeddings: Embeddings | None = None
+    sha256: str | None = None
+    """The file's sha256, taken by the worker (what the search is recorded with)."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,8 @@ class Failed:
 
     source: str
     reason: str
+    sha256: str | None = None
+    """The file's sha256 when it could be read at all (None: it could not)."""
 
 
 T = TypeVar("T")
@@ -128,9 +133,10 @@ class Engine:
             score_threshold=config.det_threshold or self.detector_card.score_threshold,
             threads=config.threads,
         )
-        self.detector: Detector = create_detector(self.detector_card, self.store, options)
+        runtime = RuntimeOptions(config.threads, tuple(config.providers))
+        self.detector: Detector = create_detector(self.detector_card, self.store, options, runtime)
         self.aligner: Aligner = create_aligner(self.embedder_card, self.store)
-        self.embedder: Embedder = create_embedder(self.embedder_card, self.store, config.threads)
+        self.embedder: Embedder = create_embedder(self.embedder_card, self.store, runtime=runtime)
         own_embedder = self.embedder_card.name == self.profile.embedder
         self.flip = (self.profile.flip and own_embedder) if config.flip is None else config.flip
         """A profile's flip choice is calibrated for its own embedder: another embedder
@@ -500,19 +506,29 @@ class Engine:
 
 
 def embed_task(engine: Engine, src: ImageSource) -> Found | Failed:
-    """A bulk identification's work on one image: everything but matching."""
+    """A bulk identification's work on one image: everything but matching (and the
+    file's sha256, so that the caller, which records it, need not read it again)."""
     try:
-        return engine.embed_image(src)
+        found = engine.embed_image(src)
     except InputError as exc:
-        return Failed(str(src), exc.reason)
+        return Failed(str(src), exc.reason, _sha256(src))
+    return replace(found, sha256=_sha256(src))
 
 
 def locate_task(engine: Engine, src: ImageSource) -> Found | Failed:
-    """A bulk detection's work on one image."""
+    """A bulk detection's work on one image (with the file's sha256)."""
     try:
-        return engine.locate_image(src)
+        found = engine.locate_image(src)
     except InputError as exc:
-        return Failed(str(src), exc.reason)
+        return Failed(str(src), exc.reason, _sha256(src))
+    return replace(found, sha256=_sha256(src))
+
+
+def _sha256(src: ImageSource) -> str | None:
+    try:
+        return sha256_of(src)
+    except (OSError, InputError):
+        return None
 
 
 def template_task(engine: Engine, src: ImageSource, largest: bool = False) -> NewTemplate | Failed:

@@ -30,11 +30,15 @@ from faceledger.cli.common import (
 from faceledger.cli.render import emit_json, err, out
 from faceledger.config import load_config
 from faceledger.convert import convert, convertible
+from faceledger.embed.base import EMBEDDERS
 from faceledger.engine import Engine
 from faceledger.errors import ConfigError, InputError, ModelError
 from faceledger.faces.align import ArcFaceAligner
+from faceledger.faces.detect.base import DETECTORS
 from faceledger.models.catalog import CARDS, PROFILES, ModelCard, get_card, get_profile
 from faceledger.models.store import ModelStore
+from faceledger.runtime.model import OnnxModel
+from faceledger.runtime.onnx import choose_providers
 from faceledger.runtime.pool import available_cores
 from faceledger.text import shown
 
@@ -47,9 +51,9 @@ Workers = Annotated[
         max=256,
         show_default=False,
         help="inputs worked on at once, each worker on one core with its own copy of the "
-        f"models [default: every core, {available_cores()} here]; 1 works through them one "
-        "at a time in this process (least memory). Output keeps the input order, and each "
-        "search is written to the ledger before it is shown",
+        f"models (default: every core, {available_cores()} here); 1 works through them one "
+        "at a time in this process, in the least memory. Output keeps the input order, and "
+        "each answer is written to the ledger before it is shown",
     ),
 ]
 """``--workers N`` of the bulk commands (identify, enroll, detect, scan, gallery reembed)."""
@@ -160,6 +164,14 @@ def _store(offline: bool = False) -> ModelStore:
     return ModelStore(config.model_cache, config.model_mirror, config.model_paths, config.offline)
 
 
+def _providers(card: ModelCard, onnx: list[str]) -> list[str]:
+    """The execution providers ``card``'s model runs on here: ``onnx`` (the configured ones
+    this onnxruntime has) for an ONNX model, none for a dlib one (dlib runs on its own)."""
+    registry = DETECTORS if card.kind == "detector" else EMBEDDERS
+    cls = registry.lookup(card)
+    return onnx if isinstance(cls, type) and issubclass(cls, OnnxModel) else []
+
+
 def _profiles_using(name: str) -> str:
     return ", ".join(p.name for p in PROFILES.values() if name in (p.detector, p.embedder))
 
@@ -192,6 +204,7 @@ def _locate(store: ModelStore, card: ModelCard) -> tuple[str, str]:
 def models_list(json_out: Json = False) -> None:
     """Every model in the catalog: kind, licence, profiles and where its files were found."""
     store = _store(offline=True)
+    onnx = choose_providers(make_config(offline=True).providers)
     rows = []
     for card in CARDS:
         status, where = _locate(store, card)
@@ -204,6 +217,8 @@ def models_list(json_out: Json = False) -> None:
                 {
                     "name": card.name,
                     "kind": card.kind,
+                    "architecture": card.architecture,
+                    "providers": _providers(card, onnx),
                     "licence": card.licence,
                     "source": card.source,
                     "profiles": _profiles_using(card.name),
@@ -217,7 +232,7 @@ def models_list(json_out: Json = False) -> None:
                 }
             )
         return
-    table = Table(title="Model catalog")
+    table = Table(title="Model catalog", caption=f"ONNX models run on: {', '.join(onnx)}")
     for col in ("name", "kind", "profiles", "licence", "found"):
         table.add_column(col)
     for card, _status, where in rows:
@@ -253,7 +268,10 @@ def models_pull(
             resolved = store.resolve(card)
             out.print(f"{name}: ok ({resolved.origin}: {resolved.path().parent})")
             if card.converted and store.find_converted(card) is None:
-                out.print(f"{name}: not converted yet; run: faceledger models convert {name}")
+                bar.update(task, description=f"converting {name}", total=None)
+                store.notice = lambda line: err.print(line, highlight=False, markup=False)
+                converted = store.convert_now(card)
+                out.print(f"{name}: converted ({converted})", highlight=False, markup=False)
 
 
 @models_app.command("convert")
@@ -272,36 +290,57 @@ def models_convert(
         str | None,
         typer.Option("--profile", "-p", help="profile whose detector finds the --check faces"),
     ] = None,
+    converter: Annotated[
+        str,
+        typer.Option(
+            "--converter",
+            help="numpy: read the state dict and write the ONNX graph without PyTorch; "
+            "torch: the PyTorch reference, which also measures the float network against "
+            "the published int8 model (needs pip install 'faceledger\\[convert]')",
+        ),
+    ] = "numpy",
     offline: Offline = False,
     json_out: Json = False,
 ) -> None:
-    r"""Make a model's ONNX file from its published PyTorch weights (needs PyTorch).
+    r"""Make a model's ONNX file from its published PyTorch weights (no PyTorch needed).
 
     The source file is found like any model file (cache, mirror, download) and its sha256
     checked; the ONNX file goes into the model cache with its own sha256 recorded beside
-    it. Parity with the published model and onnxruntime's agreement with PyTorch are
-    measured and reported. Install the converter with: pip install 'faceledger\[convert]'.
+    it. The runtime does this by itself on first use; this command redoes it, on --check
+    faces if given. With --converter torch the network is built and exported by PyTorch,
+    and its parity with the published int8 model and onnxruntime's agreement with PyTorch
+    are measured and reported.
     """
     card = get_card(name)
     store = _store(offline)
     faces = _check_faces(check, profile, offline) if check else None
     report = convert(
-        card, store, faces, say=lambda line: err.print(line, highlight=False, markup=False)
+        card,
+        store,
+        faces,
+        say=lambda line: err.print(line, highlight=False, markup=False),
+        converter=converter,
     )
     if json_out:
         emit_json(report.as_dict())
         return
-    parity = ", ".join(
-        f"{engine} {low:.4f}" for engine, (low, _mean) in report.quantized_cosine.items()
-    )
-    out.print(
-        f"{name}: converted {report.source} -> {report.path}\n"
-        f"  sha256 {report.sha256}\n"
-        f"  float vs published int8 model, lowest cosine on {report.checked_on}: {parity}\n"
-        f"  onnxruntime vs torch: max abs diff {report.onnx_max_abs_diff:.1e}",
-        highlight=False,
-        markup=False,
-    )
+    lines = [
+        f"{name}: converted {report.source} -> {report.path} "
+        f"({report.converter} converter, {report.seconds:.1f} s)",
+        f"  sha256 {report.sha256}",
+    ]
+    if report.quantized_cosine:
+        parity = ", ".join(
+            f"{engine} {low:.4f}" for engine, (low, _mean) in report.quantized_cosine.items()
+        )
+        lines.append(
+            f"  float vs published int8 model, lowest cosine on {report.checked_on}: {parity}"
+        )
+    if report.onnx_max_abs_diff is not None:
+        lines.append(f"  onnxruntime vs torch: max abs diff {report.onnx_max_abs_diff:.1e}")
+    else:
+        lines.append(f"  checked with onnxruntime on {report.checked_on}")
+    out.print("\n".join(lines), highlight=False, markup=False)
 
 
 _MAX_CHECK_FACES = 16

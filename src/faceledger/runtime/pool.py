@@ -34,6 +34,7 @@ import os
 import pickle
 import signal
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import (
@@ -42,6 +43,7 @@ from concurrent.futures import (
     Future,
     ProcessPoolExecutor,
     ThreadPoolExecutor,
+    wait,
 )
 from multiprocessing import get_context
 from typing import Any, Generic, Literal, TypeVar
@@ -118,11 +120,12 @@ class OrderedPool(Generic[S, T, R]):
         items: Iterable[T],
         limit: int = 32,
         on_submit: Callable[[int, T], None] | None = None,
+        linger: float = 0.0,
     ) -> Generator[list[R], None, None]:
         """The answers in input order, in lists of the next answer and as many after it
-        as are already done (at most ``limit``): one wait per list, and a caller that
-        records each list in one transaction records early answers at once and keeps up
-        with a fast stream.
+        as are done within ``linger`` seconds of it (at most ``limit``): a caller that
+        records each list in one transaction shows a slow stream's answers one by one,
+        and shares a fast stream's transactions between many answers.
 
         ``on_submit(index, item)`` runs in the caller's thread just before an item is
         handed to a worker (e.g. to write the ledger entry that starts its run). Stopping
@@ -150,7 +153,16 @@ class OrderedPool(Generic[S, T, R]):
             fill()
             while pending:
                 batch = [_answer(pending.popleft())]
-                while pending and len(batch) < limit and pending[0].done():
+                deadline = time.monotonic() + linger
+                while pending and len(batch) < limit:
+                    if not pending[0].done():
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            break
+                        fill()
+                        wait([pending[0]], timeout=left)
+                        if not pending[0].done():
+                            break
                     batch.append(_answer(pending.popleft()))
                 fill()  # keep the workers busy while the caller records and shows
                 yield batch
