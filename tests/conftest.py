@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,28 +47,30 @@ def _isolated_env(
     yield
 
 
-def _converter_available() -> bool:
-    return all(importlib.util.find_spec(m) is not None for m in ("torch", "onnx"))
-
-
 STANDIN_ENV = {"FACELEDGER_EMBEDDER": "mobilefacenet", "FACELEDGER_FLIP": "0"}
 """For a `fast` subprocess when EdgeFace cannot be converted (see ``_edgeface``)."""
 
 
+def _edgeface_available() -> bool:
+    """EdgeFace is converted (without PyTorch) from its state dict in ../shared/models."""
+    return MODELS.is_dir()
+
+
 def standin_env() -> dict[str, str]:
     """Environment for a subprocess running the `fast` profile: the stand-in when needed."""
-    return {} if _converter_available() or not MODELS.is_dir() else dict(STANDIN_ENV)
+    return {} if _edgeface_available() else dict(STANDIN_ENV)
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _edgeface(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Convert the EdgeFace models (fast and accurate use them) once into the session's model
-    cache. Without PyTorch they cannot be made: then the `fast` and `accurate` profiles run
-    with MobileFaceNet (no flip) in EdgeFace's place, so the pipelines are still tested, and
-    the tests of the real profiles skip (see ``need_profile``)."""
+    cache, with the numpy converter (no PyTorch), so that no test pays for it and every
+    subprocess finds them. Without ../shared/models they cannot be made: then the `fast`
+    and `accurate` profiles are given MobileFaceNet (no flip) in EdgeFace's place, and the
+    tests of the real profiles skip (see ``need_profile``)."""
     from faceledger.models import catalog
 
-    if MODELS.is_dir() and _converter_available():
+    if _edgeface_available():
         from faceledger.convert import convert
         from faceledger.models.store import ModelStore
 
@@ -90,21 +91,10 @@ def _edgeface(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     catalog.PROFILES = original
 
 
-_REAL_EMBEDDERS = {"embedded": "dlib_resnet128", "fast": "edgeface_xxs", "accurate": "edgeface_xs"}
-
-
 def need_profile(profile: str) -> None:
-    """Skip unless ``profile``'s own models can run here (EdgeFace needs converting)."""
+    """Skip unless ``profile``'s own models can run here (they come from ../shared/models;
+    EdgeFace is converted from its state dict there)."""
     need(MODELS)
-    if not _converter_available():
-        from faceledger.models.catalog import CARDS
-
-        card = next(c for c in CARDS if c.name == _REAL_EMBEDDERS[profile])
-        if card.converted:
-            pytest.skip(
-                f"profile {profile} needs {card.name} converted, and PyTorch is not installed "
-                "to convert it (pip install -e '.[convert]')"
-            )
 
 
 @pytest.fixture

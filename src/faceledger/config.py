@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -150,6 +151,18 @@ class Config(BaseSettings):
         description="inference threads per model call (0 = all cores); 1 measured fastest "
         "(more spin the other cores for little gain: bulk commands use a worker per core)",
     )
+    providers: Annotated[
+        list[str],
+        NoDecode,  # the environment gives "A,B", not JSON
+        BeforeValidator(
+            lambda v: [p.strip() for p in v.split(",") if p.strip()] if isinstance(v, str) else v
+        ),
+    ] = Field(
+        default_factory=lambda: ["CPUExecutionProvider"],
+        description="onnxruntime execution providers, most preferred first (in "
+        "FACELEDGER_PROVIDERS: comma-separated, e.g. CUDAExecutionProvider,CPUExecutionProvider); "
+        "one not available here is skipped with a warning, and with none left the CPU is used",
+    )
     strictness: Strictness = "balanced"
     max_pixels: int = Field(60_000_000, gt=0, description="refuse larger images (bombs)")
     max_bytes: int = Field(100_000_000, gt=0, description="refuse larger image files")
@@ -170,6 +183,19 @@ class Config(BaseSettings):
     )
     min_face: int = Field(20, ge=8, description="ignore faces smaller than this (pixels)")
     min_enroll_face: int = Field(40, ge=8, description="enrollment needs faces this large")
+    min_quality: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="raise the calibrated face-quality floor below which no one is named "
+        "(a minimum can only be stricter than the floor: a lower value changes nothing)",
+    )
+    quality_minimums: dict[str, float] = Field(
+        default_factory=dict,
+        description="stricter minimums per quality factor, e.g. {\"eye_distance\": 32} "
+        "(factors: eye_distance, sharpness, noise, pose, brightness, highlights, contrast, "
+        "detector)",
+    )
     det_threshold: float | None = Field(
         None, gt=0.0, lt=1.0, description="detector score threshold (default: the model card's)"
     )
@@ -212,6 +238,18 @@ class Config(BaseSettings):
     def _known_profile(cls, value: str) -> str:
         if value not in PROFILES:
             raise ValueError(f"unknown profile {value!r}; choose one of: {', '.join(PROFILES)}")
+        return value
+
+    @field_validator("quality_minimums")
+    @classmethod
+    def _known_factors(cls, value: dict[str, float]) -> dict[str, float]:
+        from faceledger.faces.quality import FACTOR_NAMES
+
+        unknown = sorted(set(value) - set(FACTOR_NAMES))
+        if unknown:
+            raise ValueError(
+                f"unknown quality factor {', '.join(unknown)}; known: {', '.join(FACTOR_NAMES)}"
+            )
         return value
 
     @model_validator(mode="after")

@@ -36,7 +36,14 @@ from faceledger.errors import (
 from faceledger.faces.align import Aligner, canonical_crops, create_aligner
 from faceledger.faces.crops import decode_crop, encode_crop
 from faceledger.faces.detect.base import Detector, DetectorOptions, create_detector
-from faceledger.faces.quality import sharpness, size_gate
+from faceledger.faces.quality import (
+    UNCALIBRATED_FLOOR,
+    Quality,
+    assess,
+    measure,
+    sharpness,
+    size_gate,
+)
 from faceledger.gallery.indexed import GalleryIndex
 from faceledger.gallery.matcher import Matcher
 from faceledger.gallery.store import Gallery, NewTemplate, StoredCrop
@@ -91,6 +98,8 @@ class Found:
     embeddings: Embeddings | None = None
     sha256: str | None = None
     """The file's sha256, taken by the worker (what the search is recorded with)."""
+    quality: tuple[Quality, ...] = ()
+    """Each face's quality, in the order of ``faces``."""
 
 
 @dataclass(frozen=True)
@@ -160,6 +169,27 @@ class Engine:
             self.config.strictness,
         )
 
+    @functools.cached_property
+    def quality_floor(self) -> float:
+        """The face-quality score below which no one is named: the embedder's calibrated
+        floor at this strictness, raised (never lowered) by ``min_quality``."""
+        fmr = STRICTNESS_FMR[self.config.strictness]
+        floor = self.embedder_card.quality_floor(fmr, self.flip)
+        calibrated = UNCALIBRATED_FLOOR if floor is None else floor
+        wanted = self.config.min_quality
+        if 0 < wanted < calibrated:
+            raise ConfigError(
+                f"min_quality {wanted:g} is below the calibrated face-quality floor "
+                f"{calibrated:g} of {self.model_id} at FMR {fmr:g}: a minimum can only be "
+                "stricter than the floor"
+            )
+        return max(calibrated, wanted)
+
+    def assess(self, image: ImageArray, faces: Faces) -> tuple[Quality, ...]:
+        """Each face's quality against the floor and the configured minimums."""
+        factors = measure(image, faces)
+        return tuple(assess(factors, self.quality_floor, self.config.quality_minimums))
+
     # ---- lifecycle ----------------------------------------------------------------------
 
     def load(self) -> None:
@@ -167,6 +197,7 @@ class Engine:
         self.detector.load()
         self.aligner.load()
         self.embedder.load()
+        _ = self.quality_floor  # a looser --min-quality is refused before any work
 
     @property
     def gallery(self) -> Gallery:
@@ -220,13 +251,19 @@ class Engine:
         embed (what a bulk worker does; :meth:`result_from` matches). Raises InputError."""
         found = self.analyze(src)
         h, w = found.image.shape[:2]
-        return Found(found.source, found.faces, (w, h), self.embed(found.image, found.faces))
+        embeddings = self.embed(found.image, found.faces)
+        return Found(
+            found.source, found.faces, (w, h), embeddings,
+            quality=self.assess(found.image, found.faces),
+        )  # fmt: skip
 
     def locate_image(self, src: ImageSource) -> Found:
         """The faces of one image without its pixels (a bulk detection); raises InputError."""
         found = self.analyze(src)
         h, w = found.image.shape[:2]
-        return Found(found.source, found.faces, (w, h))
+        return Found(
+            found.source, found.faces, (w, h), quality=self.assess(found.image, found.faces)
+        )
 
     # ---- matching -----------------------------------------------------------------------
 
@@ -240,14 +277,30 @@ class Engine:
 
     def matcher(self) -> Matcher:
         """The matcher over the gallery's templates, caught up with every change made so far
-        (here or by another process: a server sees the CLI's enrollments)."""
-        return self.index.matcher(self.threshold)
+        (here or by another process: a server sees the CLI's enrollments), with the
+        threshold for a gallery of that size (:meth:`identification_threshold`)."""
+        return self.index.matcher(self.identification_threshold(self.index.stats.size))
+
+    def identification_threshold(self, templates: int) -> Threshold:
+        """The threshold of a search of ``templates`` templates: set so that a search for
+        someone not enrolled names anyone at most at the strictness's rate (the false-
+        positive identification rate, FPIR). Each template is one chance of a false match,
+        so one comparison may false-match at ``FPIR / templates`` at most: a gallery of
+        10,000 at FPIR 1e-3 needs the threshold of FMR 1e-7, not that of 1e-3."""
+        fpir = STRICTNESS_FMR[self.config.strictness]
+        fmr = fpir / max(1, templates)
+        value, extrapolated = self.embedder_card.threshold_at(fmr, self.flip)
+        return Threshold(
+            value, fmr, self.embedder_card.calibration, self.config.strictness,
+            fpir=fpir, templates=templates, extrapolated=extrapolated,
+        )  # fmt: skip
 
     def identify(self, src: ImageSource, top: int = 1) -> ImageResult:
         """Every face in one image with its open-set decision; raises InputError."""
         found = self.analyze(src)
         matches = self.matcher().match(self.embed(found.image, found.faces), top)
-        return image_result(found, matches)
+        quality = self.assess(found.image, found.faces)
+        return image_result(found, gated(matches, quality), quality)
 
     def result_from(
         self, found: Found, top: int = 1, matcher: Matcher | None = None
@@ -258,7 +311,7 @@ class Engine:
         if found.embeddings is None:
             raise ValueError(f"{found.source}: located only, not embedded: nothing to match")
         matches = (matcher or self.matcher()).match(found.embeddings, top)
-        return found_result(found, matches)
+        return found_result(found, gated(matches, found.quality))
 
     def results_from(self, found: Sequence[Found], top: int = 1) -> list[ImageResult]:
         """:meth:`result_from` for several images at once, their faces matched in one
@@ -275,7 +328,7 @@ class Engine:
         results, start = [], 0
         for item in found:
             end = start + len(item.faces)
-            results.append(found_result(item, matches[start:end]))
+            results.append(found_result(item, gated(matches[start:end], item.quality)))
             start = end
         return results
 
@@ -289,7 +342,8 @@ class Engine:
 
     def locate(self, src: ImageSource) -> ImageResult:
         """The faces of one image, nobody identified; raises InputError."""
-        return image_result(self.analyze(src), None)
+        found = self.analyze(src)
+        return image_result(found, None, self.assess(found.image, found.faces))
 
     def detect_many(self, paths: Iterable[Path]) -> Iterator[tuple[ImageResult, Analysis | None]]:
         for path in paths:
@@ -298,7 +352,7 @@ class Engine:
             except InputError as exc:
                 yield ImageResult(str(path), error=exc.reason), None
                 continue
-            yield image_result(found, None), found
+            yield image_result(found, None, self.assess(found.image, found.faces)), found
 
     def verify(self, a: ImageSource, b: ImageSource) -> Verification:
         """Compare the largest face of two images."""
@@ -312,11 +366,14 @@ class Engine:
                 notes.append(f"{path}: {len(found.faces)} faces; compared the largest")
             picked.append(Analysis(found.source, found.image, found.faces.largest()))
         ea, eb = (self.embed(p.image, p.faces) for p in picked)
+        qa, qb = (self.assess(p.image, p.faces)[0] for p in picked)
         score = float(ea.vectors[0] @ eb.vectors[0])
-        faces = (face_result(picked[0].faces, 0, None), face_result(picked[1].faces, 0, None))
-        return Verification(
-            score, self.threshold, score >= self.threshold.value, faces, tuple(notes)
+        faces = (
+            face_result(picked[0].faces, 0, None, (qa,)),
+            face_result(picked[1].faces, 0, None, (qb,)),
         )
+        same = score >= self.threshold.value and qa.sufficient and qb.sufficient
+        return Verification(score, self.threshold, same, faces, tuple(notes), (qa, qb))
 
     # ---- enrollment ---------------------------------------------------------------------
 
@@ -548,24 +605,43 @@ def _no_face_reason(min_size: int) -> str:
     return f"no face found (faces must be at least {min_size} px)"
 
 
-def face_result(faces: Faces, i: int, match: Match | None) -> FaceResult:
+def gated(matches: Sequence[Match], quality: Sequence[Quality]) -> list[Match]:
+    """Each face's match with its quality; a face below the floor names no one: its answer
+    is ``insufficient_quality``, with no score (-1) and no candidates, whatever it scored."""
+    if len(quality) != len(matches):  # no quality measured (e.g. an old worker): ungated
+        return list(matches)
+    out = []
+    for match, q in zip(matches, quality, strict=True):
+        if q.sufficient:
+            out.append(replace(match, quality=q))
+        else:
+            out.append(Match(None, -1.0, match.threshold, (), q))
+    return out
+
+
+def face_result(
+    faces: Faces, i: int, match: Match | None, quality: Sequence[Quality] = ()
+) -> FaceResult:
     x1, y1, x2, y2 = (float(v) for v in faces.boxes[i])
     landmarks = tuple((float(x), float(y)) for x, y in faces.landmarks[i])
-    return FaceResult((x1, y1, x2, y2), float(faces.scores[i]), landmarks, match)
+    q = quality[i] if i < len(quality) else None
+    return FaceResult((x1, y1, x2, y2), float(faces.scores[i]), landmarks, match, q)
 
 
 def found_result(found: Found, matches: list[Match] | None) -> ImageResult:
     """The answer for one image a bulk worker handled (matched when ``matches``)."""
     faces = tuple(
-        face_result(found.faces, i, matches[i] if matches is not None else None)
+        face_result(found.faces, i, matches[i] if matches is not None else None, found.quality)
         for i in range(len(found.faces))
     )
     return ImageResult(found.source, faces, None, found.size)
 
 
-def image_result(found: Analysis, matches: list[Match] | None) -> ImageResult:
+def image_result(
+    found: Analysis, matches: list[Match] | None, quality: Sequence[Quality] = ()
+) -> ImageResult:
     faces = tuple(
-        face_result(found.faces, i, matches[i] if matches is not None else None)
+        face_result(found.faces, i, matches[i] if matches is not None else None, quality)
         for i in range(len(found.faces))
     )
     h, w = found.image.shape[:2]

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from faceledger.faces.quality import Quality
 
 FloatArray = npt.NDArray[np.floating[Any]]
 """Float columns; stored as float32 once inside a value type."""
@@ -150,13 +153,26 @@ class Threshold:
 
     value: float
     fmr: float
-    """False-match rate the threshold was calibrated to."""
+    """False-match rate of one comparison at this threshold (1:1)."""
     protocol: str
     """Where it was calibrated (benchmark, split, number of pairs)."""
     strictness: str = "balanced"
+    fpir: float | None = None
+    """For a search of a gallery (1:N): the false-positive identification rate it stands
+    for, the share of searches for someone not enrolled that name someone. Each of the
+    ``templates`` comparisons may false-match, so ``fmr`` is ``fpir / templates``."""
+    templates: int | None = None
+    """How many templates the gallery held when the threshold was set (1:N)."""
+    extrapolated: bool = False
+    """``fmr`` lies below the lowest calibrated rate: the threshold was extrapolated."""
 
     def describe(self) -> str:
-        return f"{self.value:.3f} (FMR {self.fmr:.0e}, {self.protocol})"
+        if self.fpir is None:
+            return f"{self.value:.3f} (FMR {self.fmr:.0e}, {self.protocol})"
+        return (
+            f"{self.value:.3f} (FPIR {self.fpir:.0e} over {self.templates:,} templates: "
+            f"FMR {self.fmr:.0e} per comparison, {self.protocol})"
+        )
 
 
 @dataclass(frozen=True)
@@ -165,18 +181,36 @@ class Candidate:
     score: float
 
 
+Decision = Literal["match", "unknown", "insufficient_quality"]
+"""The three answers for one face: a name, nobody enrolled, or a face too poor to decide."""
+
+
 @dataclass(frozen=True)
 class Match:
-    """An open-set decision for one face: best subject or ``None`` (unknown)."""
+    """An open-set decision for one face: best subject, ``None`` (unknown), or no decision
+    at all when the face is below the quality floor (``quality.reason`` says why; then no
+    subject, no score (-1) and no candidates are given)."""
 
     subject: str | None
     score: float
     threshold: Threshold
     candidates: tuple[Candidate, ...] = ()
+    quality: Quality | None = None
 
     @property
     def known(self) -> bool:
         return self.subject is not None
+
+    @property
+    def decision(self) -> Decision:
+        if self.quality is not None and not self.quality.sufficient:
+            return "insufficient_quality"
+        return "match" if self.subject is not None else "unknown"
+
+    @property
+    def reason(self) -> str | None:
+        """Why no decision was made (insufficient quality), else None."""
+        return None if self.quality is None else self.quality.reason
 
 
 @dataclass(frozen=True)
@@ -187,6 +221,7 @@ class FaceResult:
     det_score: float
     landmarks: tuple[tuple[float, float], ...]
     match: Match | None = None
+    quality: Quality | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -195,10 +230,12 @@ class FaceResult:
         }
         if self.match is not None:
             out.update(
+                decision=self.match.decision,
                 subject=self.match.subject,
                 score=round(self.match.score, 4),
                 threshold=round(self.match.threshold.value, 4),
                 threshold_fmr=self.match.threshold.fmr,
+                threshold_fpir=self.match.threshold.fpir,
                 candidates=[
                     {"subject": c.subject, "score": round(c.score, 4)}
                     for c in self.match.candidates
@@ -206,6 +243,8 @@ class FaceResult:
             )
         else:
             out["landmarks"] = [[round(x, 1), round(y, 1)] for x, y in self.landmarks]
+        if self.quality is not None:
+            out["quality"] = self.quality.to_dict()
         return out
 
 
@@ -235,11 +274,27 @@ class Verification:
     same: bool
     faces: tuple[FaceResult, FaceResult]
     notes: tuple[str, ...] = field(default=())
+    quality: tuple[Quality, Quality] | None = None
+    """Both faces' quality; below the floor on either side, ``same`` is False and the
+    answer is ``insufficient_quality``."""
+
+    @property
+    def decision(self) -> Literal["same", "different", "insufficient_quality"]:
+        if self.quality is not None and not all(q.sufficient for q in self.quality):
+            return "insufficient_quality"
+        return "same" if self.same else "different"
+
+    @property
+    def reason(self) -> str | None:
+        if self.quality is None:
+            return None
+        return next((q.reason for q in self.quality if q.reason is not None), None)
 
 
 __all__ = [
     "LANDMARK_NAMES",
     "Candidate",
+    "Decision",
     "Embeddings",
     "FaceResult",
     "Faces",

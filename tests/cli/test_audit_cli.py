@@ -170,6 +170,7 @@ def test_verify_records_both_hashes_and_failures(smoke: Path, tmp_path: Path) ->
     assert ok["result"]["same"] is True and set(ok["result"]) == {
         "score",
         "same",
+        "decision",
         "threshold",
         "threshold_fmr",
     }

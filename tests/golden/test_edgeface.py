@@ -1,9 +1,9 @@
-"""EdgeFace: conversion of the published int8 state dict to ONNX, and the embedder that runs
-the result.
+"""EdgeFace: the PyTorch reference conversion of the published int8 state dict to ONNX, and
+the embedder that runs the result; what happens before any conversion.
 
-The conversion tests need PyTorch and onnx (``pip install -e '.[convert]'``) and the
-shared models and smoke photos; they skip, saying which is missing, without them. The tests
-of what happens before any conversion need neither.
+The reference conversion tests need PyTorch and onnx (``pip install -e '.[convert]'``) and
+the shared models and smoke photos; they skip, saying which is missing, without them. The
+default converter, which needs no PyTorch, is tested in ``test_edgeface_numpy.py``.
 """
 
 from __future__ import annotations
@@ -47,11 +47,19 @@ PHOTOS = (
 # ---- before any conversion (no torch needed) ------------------------------------------------
 
 
-def test_unconverted_embedder_says_how_to_convert(tmp_path: Path) -> None:
-    store = ModelStore(tmp_path / "cache")
+def test_unconverted_embedder_without_its_source_says_what_is_missing(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "cache", offline=True)
     embedder = create_embedder(get_card("edgeface_xs"), store)
-    with pytest.raises(ModelNotFoundError, match=r"run: faceledger models convert edgeface_xs"):
+    with pytest.raises(
+        ModelNotFoundError, match=r"edgeface_xs runs from edgeface_xs\.onnx.*edgeface_xs_q\.pt"
+    ):
         embedder.load()
+
+
+def test_without_conversion_on_use_the_error_says_how_to_convert(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "cache", MODELS, offline=True, convert_on_use=False)
+    with pytest.raises(ModelNotFoundError, match=r"run: faceledger models convert edgeface_xs"):
+        store.resolve_converted(get_card("edgeface_xs"))
 
 
 def test_converting_a_published_onnx_model_is_refused(tmp_path: Path) -> None:
@@ -116,7 +124,7 @@ def converted(
     if not HAVE_TORCH:
         pytest.skip("PyTorch and onnx are not installed (pip install -e '.[convert]')")
     store = ModelStore(tmp_path_factory.mktemp("convert-cache"), MODELS, offline=True)
-    return convert(get_card(request.param), store, crops), store
+    return convert(get_card(request.param), store, crops, converter="torch"), store
 
 
 @needs_torch
@@ -124,6 +132,7 @@ def test_conversion_matches_the_published_model(
     converted: tuple[ConversionReport, ModelStore],
 ) -> None:
     report, store = converted
+    assert report.converter == "torch" and report.onnx_max_abs_diff is not None
     print(
         f"\n{report.model}: quantized vs float cosine (min, mean) {report.quantized_cosine}; "
         f"onnxruntime vs torch max abs diff {report.onnx_max_abs_diff:.1e}"

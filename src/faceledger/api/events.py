@@ -28,6 +28,7 @@ class Event(BaseModel):
     first_t: float
     last_t: float
     started_at: str | None
+    decision: Literal["match", "unknown", "insufficient_quality"]
     subject: str | None
     score: float
     threshold: float

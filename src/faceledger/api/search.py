@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
-from pydantic import AfterValidator, BaseModel
+from pydantic import AfterValidator, BaseModel, Field
 
 from faceledger.access import ApiKey, Permission
 from faceledger.api.auth import acting, require, service
@@ -57,13 +57,33 @@ class Candidate(BaseModel):
     score: float
 
 
+class QualityAnswer(BaseModel):
+    score: float = Field(description="the face's quality score, 0-1 (its weakest factor)")
+    floor: float = Field(description="the calibrated floor in force: below it no one is named")
+    sufficient: bool
+    reason: str | None = Field(None, description="why the face is too poor to decide")
+    factors: dict[str, float]
+
+
 class Face(BaseModel):
     box: list[float]
     det_score: float
+    decision: Literal["match", "unknown", "insufficient_quality"] | None = Field(
+        None,
+        description="match: subject named; unknown: no one enrolled scored above the "
+        "threshold; insufficient_quality: the face is below the quality floor, so no one "
+        "is named whatever it scored (see quality.reason); absent when not identified",
+    )
+    quality: QualityAnswer | None = None
     subject: str | None = None
     score: float | None = None
     threshold: float | None = None
     threshold_fmr: float | None = None
+    threshold_fpir: float | None = Field(
+        None,
+        description="the share of searches for someone not enrolled that name anyone at this "
+        "threshold, for the gallery's size (threshold_fmr is per comparison)",
+    )
     candidates: list[Candidate] = []
     landmarks: list[list[float]] | None = None
 
@@ -81,6 +101,8 @@ class VerifyAnswer(BaseModel):
     threshold: float
     threshold_fmr: float
     same: bool
+    decision: Literal["same", "different", "insufficient_quality"]
+    reason: str | None = None
     notes: list[str]
     ledger_seq: int
 
@@ -98,8 +120,9 @@ def identify(
     case_ref: CaseRef = None,
     top: Annotated[int, Form(ge=1, le=20, description="candidates per face")] = 1,
 ) -> Any:
-    """Who is in this photo? Every face gets a subject or ``null`` (unknown), with its score
-    and the calibrated threshold. Requires a ``purpose``; the search is recorded (a photo
+    """Who is in this photo? Every face gets a ``decision``: a subject (``match``),
+    ``unknown``, or ``insufficient_quality`` (too poor to decide, with the reason), with its
+    score and the calibrated threshold. Requires a ``purpose``; the search is recorded (a photo
     that cannot be used too, with its reason, before the 422)."""
     svc = service(request)
     blob = read_upload(image, svc.config.max_upload, "image")
@@ -136,6 +159,8 @@ def verify(
         threshold=round(result.threshold.value, 4),
         threshold_fmr=result.threshold.fmr,
         same=result.same,
+        decision=result.decision,
+        reason=result.reason,
         notes=list(result.notes),
         ledger_seq=answer.seq,
     )

@@ -31,6 +31,9 @@ RESULT_KEYS = (
     "rank5",
     "fnir_at_fpir_0.01",
     "fnir_at_fpir_0.003",
+    "search_correct",
+    "search_wrong",
+    "search_fpir",
     "det_failures",
     "ms_detect",
     "ms_embed_per_face",
@@ -93,8 +96,12 @@ def evaluate(
     label: str,
     metric: Metric = "cosine",
     progress: ProgressFactory | None = None,
+    *,
+    search_threshold: Callable[[int], float] | None = None,
 ) -> LfwResult:
-    """Embed every image ``data`` needs, then run the three protocols."""
+    """Embed every image ``data`` needs, then run the three protocols; with
+    ``search_threshold`` (gallery size -> the threshold the product's search uses), also
+    the product's own 1:N answers at it (:func:`protocols.search_decisions`)."""
     keys = data.keys()
     advance = progress(f"{label}: embedding LFW", len(keys)) if progress else None
     vectors, fallbacks = source.run(keys, advance)
@@ -128,6 +135,14 @@ def evaluate(
         },
         "metric": metric,
     }
+    if search_threshold is not None:
+        threshold = search_threshold(ident.gallery)
+        found = protocols.search_decisions(vectors, data.counts, threshold, metric)
+        summary["search_correct"] = found.correct
+        summary["search_wrong"] = found.wrong
+        summary["search_fpir"] = found.strangers_named
+        details["search"] = {"threshold": round(threshold, 4), "gallery": found.gallery,
+                             "probes": found.probes}  # fmt: skip
     return LfwResult(summary, details, ver, ope)
 
 

@@ -270,8 +270,7 @@ def models_pull(
             if card.converted and store.find_converted(card) is None:
                 bar.update(task, description=f"converting {name}", total=None)
                 store.notice = lambda line: err.print(line, highlight=False, markup=False)
-                converted = store.convert_now(card)
-                out.print(f"{name}: converted ({converted})", highlight=False, markup=False)
+                store.convert_now(card)
 
 
 @models_app.command("convert")

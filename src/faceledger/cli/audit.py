@@ -230,7 +230,9 @@ def summarise(action: str, result: Any, limit: int = 100) -> str:
         text = f"error: {result['error']}"
     elif action == "identify" and isinstance(result, dict):
         matches = ", ".join(
-            f"{m.get('subject') or 'unknown'} {m.get('score', 0):.3f}"
+            "too poor to decide"
+            if m.get("decision") == "insufficient_quality"
+            else f"{m.get('subject') or 'unknown'} {m.get('score', 0):.3f}"
             for m in result.get("matches", [])
             if m
         )

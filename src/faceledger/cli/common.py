@@ -181,6 +181,7 @@ def make_config(
     *,
     embedder: str | None = None,
     detector: str | None = None,
+    min_quality: float | None = None,
 ) -> Config:
     return load_config(
         profile=profile,
@@ -189,7 +190,22 @@ def make_config(
         offline=offline or None,
         embedder=embedder,
         detector=detector,
+        min_quality=min_quality,
     )
+
+
+MinQuality = Annotated[
+    float | None,
+    typer.Option(
+        "--min-quality",
+        min=0.0,
+        max=1.0,
+        help="a stricter face-quality floor for this run (0-1): faces below it are answered "
+        "'too poor to decide'. It can only raise the calibrated floor of the embedder "
+        "(shown by faceledger models list); a lower value is refused",
+        show_default=False,
+    ),
+]
 
 
 @contextlib.contextmanager
@@ -203,13 +219,15 @@ def open_ops(
     embedder: str | None = None,
     detector: str | None = None,
     config: Config | None = None,
+    min_quality: float | None = None,
 ) -> Iterator[Operations]:
     """The accountable operations over the gallery named by --db (or the configuration).
     A missing SQLite file is a usage error unless ``create`` (commands that only read
     leave no empty gallery behind)."""
     config = config or make_config(
-        profile, db, strictness, offline, embedder=embedder, detector=detector
-    )
+        profile, db, strictness, offline, embedder=embedder, detector=detector,
+        min_quality=min_quality,
+    )  # fmt: skip
     with Operations(config, create=create) as ops:
         yield ops
 

@@ -45,6 +45,8 @@ def annotate_identified(result: ImageResult, folder: Path, config: Config) -> Pa
         match = face.match
         if match is None:
             label, colour = f"{face.det_score:.2f}", _FOUND
+        elif match.decision == "insufficient_quality":
+            label, colour = "too poor to decide", _UNKNOWN
         elif match.subject is None:
             label, colour = f"unknown {match.score:.2f}", _UNKNOWN
         else:

@@ -30,6 +30,7 @@ from faceledger.cli.common import (
     Detector,
     Embedder,
     Json,
+    MinQuality,
     Offline,
     Profile,
     Purpose,
@@ -216,10 +217,14 @@ def identify(
     embedder: Embedder = None,
     detector: Detector = None,
     db: Db = None,
+    min_quality: MinQuality = None,
     offline: Offline = False,
     json_out: Json = False,
 ) -> None:
-    """Find every face and say who it is, or 'unknown' when no subject clears the threshold.
+    """Find every face and say who it is, 'unknown' when no subject clears the threshold,
+    or 'too poor to decide' when the face is below the quality floor (with the reason, e.g.
+    "face 18 px between the eyes; needs 28 px"): a face that small, blurred, dark or turned
+    is never named, since the stated false-match rate does not hold for it.
 
     Each image's search is written to the audit ledger (its sha256, never the image).
     """
@@ -235,13 +240,14 @@ def identify(
         offline=offline,
         embedder=embedder,
         detector=detector,
+        min_quality=min_quality,
     ) as ops:
         if ops.searchable() == 0:
             err.print(
                 f"[yellow]warning:[/] the gallery {ops.db_name} is empty; "
                 "every face will be unknown"
             )
-        threshold = ops.threshold
+        threshold = ops.search_threshold
         results = []
         with render.progress_bar(len(files), "identifying") as bar:
             task = bar.task_ids[0]
@@ -256,11 +262,13 @@ def identify(
     if not json_out:
         out.print(render.identify_table(results, top))
         faces = [f for r in results for f in r.faces]
-        known = sum(1 for f in faces if f.match and f.match.known)
+        decided = [f.match.decision for f in faces if f.match is not None]
+        known, poor = decided.count("match"), decided.count("insufficient_quality")
         out.print(render.threshold_line(threshold))
         out.print(
             f"{len(results)} images, {len(faces)} faces: {known} identified, "
-            f"{len(faces) - known} unknown, {len(failures)} failed"
+            f"{decided.count('unknown')} unknown, {poor} too poor to decide, "
+            f"{len(failures)} failed"
         )
         if draw is not None:
             out.print(f"annotated copies in {draw}")
@@ -280,6 +288,7 @@ def verify(
     embedder: Embedder = None,
     detector: Detector = None,
     db: Db = None,
+    min_quality: MinQuality = None,
     offline: Offline = False,
     json_out: Json = False,
 ) -> None:
@@ -296,9 +305,14 @@ def verify(
         offline=offline,
         embedder=embedder,
         detector=detector,
+        min_quality=min_quality,
     ) as ops:
         result = ops.verify(me(purpose, case), image_a, image_b).value  # a failure is recorded too
-    decision = "same person" if result.same else "different people"
+    decision = {
+        "same": "same person",
+        "different": "different people",
+        "insufficient_quality": f"too poor to decide ({result.reason})",
+    }[result.decision]
     if json_out:
         emit_json(
             {
@@ -307,6 +321,9 @@ def verify(
                 "threshold": round(result.threshold.value, 4),
                 "threshold_fmr": result.threshold.fmr,
                 "same": result.same,
+                "decision": result.decision,
+                "reason": result.reason,
+                "quality": [q.to_dict() for q in result.quality or ()],
                 "notes": list(result.notes),
             }
         )

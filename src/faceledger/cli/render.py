@@ -132,9 +132,17 @@ def box_text(box: Iterable[float]) -> str:
 
 
 def threshold_line(threshold: Threshold) -> str:
+    if threshold.fpir is None:
+        return (
+            f"threshold {threshold.value:.3f} ({threshold.strictness}): calibrated to a "
+            f"false-match rate of {threshold.fmr:g} on {threshold.protocol}"
+        )
+    beyond = ", extrapolated beyond the calibrated rates" if threshold.extrapolated else ""
     return (
-        f"threshold {threshold.value:.3f} ({threshold.strictness}): calibrated to a false-match "
-        f"rate of {threshold.fmr:g} on {threshold.protocol}"
+        f"threshold {threshold.value:.3f} ({threshold.strictness}): at most {threshold.fpir:g} "
+        f"of searches for someone not enrolled name anyone, over {threshold.templates:,} "
+        f"template{'' if threshold.templates == 1 else 's'} (false-match rate {threshold.fmr:.1e} per comparison on "
+        f"{threshold.protocol}{beyond})"
     )
 
 
@@ -145,8 +153,12 @@ def _face_cells(face: FaceResult, top: int, compact: bool) -> list[str]:
     if match is None:  # detected but not identified: not a row of this table
         return []
     box = box_text(face.box)
-    subject = shown(match.subject) if match.subject else "[yellow]unknown[/]"
-    score = f"{match.score:.3f}"
+    if match.decision == "insufficient_quality":
+        subject = f"[magenta]too poor to decide[/]: {shown(match.reason or '')}"
+        score = "-"
+    else:
+        subject = shown(match.subject) if match.subject else "[yellow]unknown[/]"
+        score = f"{match.score:.3f}"
     others = [f"{shown(c.subject)} {c.score:.3f}" for c in match.candidates] if top > 1 else []
     if compact:
         return [box[1:-1], "\n".join([subject, *(f"[dim]{c}[/]" for c in others)]), score]

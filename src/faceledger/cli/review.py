@@ -149,8 +149,8 @@ def events_list(
             shown(e.camera or ""),
             str(e.track_id),
             f"{e.first_t:.1f}-{e.last_t:.1f}",
-            shown(e.subject) if e.subject else "[yellow]unknown[/]",
-            f"{e.score:.3f}",
+            _who(e),
+            f"{e.score:.3f}" if e.score >= -0.5 else "-",
             _review_text(e),
             "yes" if e.has_crop else "",
         )
@@ -186,7 +186,7 @@ def events_show(
     if json_out:
         emit_json({**event.as_json(), "reviews": [r.as_json() for r in done]})
         return
-    who = shown(event.subject) if event.subject else "[yellow]unknown[/]"
+    who = _who(event)
     out.print(f"[bold]event {event.id}[/]  {short_time(event.created_at)}  {who}")
     out.print(
         f"source {shown(event.source)}"
@@ -244,3 +244,9 @@ def events_review(
     else:
         who = shown(acting.actor)
         out.print(f"event {event_id}: {who} {decision}ed; now {_state_text(state)}")
+
+
+def _who(event: EventRecord) -> str:
+    if event.decision == "insufficient_quality":
+        return "[magenta]too poor to decide[/]"
+    return shown(event.subject) if event.subject else "[yellow]unknown[/]"

@@ -30,6 +30,7 @@ from faceledger.cli.common import (
     Db,
     Detector,
     Embedder,
+    MinQuality,
     Offline,
     Profile,
     Purpose,
@@ -46,6 +47,7 @@ from faceledger.errors import ConfigError, InputError
 from faceledger.events import Dispatcher, JsonlSink, Sink, StdoutSink
 from faceledger.operations import Acting, Operations
 from faceledger.text import shown
+from faceledger.types import Match
 from faceledger.video.scan import TrackDecision, VideoScanner
 from faceledger.video.source import LiveSource, file_frames, probe
 
@@ -100,14 +102,20 @@ def tracks_table(decisions: list[TrackDecision], title: str) -> Table:
     for d in sorted(decisions, key=lambda d: (d.first_t, d.track_id)):
         table.add_row(
             str(d.track_id),
-            d.match.subject or "[yellow]unknown[/]",
+            _who(d.match),
             fmt_t(d.first_t),
             fmt_t(d.last_t),
             str(d.frames),
-            f"{d.match.score:.3f}",
+            "-" if d.match.score < -0.5 else f"{d.match.score:.3f}",
             f"{d.match.threshold.value:.3f}",
         )
     return table
+
+
+def _who(match: Match) -> str:
+    if match.decision == "insufficient_quality":
+        return f"[magenta]too poor to decide[/]: {shown(match.reason or '')}"
+    return shown(match.subject) if match.subject else "[yellow]unknown[/]"
 
 
 @contextmanager
@@ -154,6 +162,7 @@ def scan(
     embedder: Embedder = None,
     detector: Detector = None,
     db: Db = None,
+    min_quality: MinQuality = None,
     offline: Offline = False,
 ) -> None:
     """Follow every face through a video and decide once per track: who, or unknown.
@@ -177,6 +186,7 @@ def scan(
             offline=offline,
             embedder=embedder,
             detector=detector,
+            min_quality=min_quality,
         ) as ops,
         jsonl_writer(json_file) as handle,
     ):
@@ -308,6 +318,7 @@ def watch(
     embedder: Embedder = None,
     detector: Detector = None,
     db: Db = None,
+    min_quality: MinQuality = None,
     offline: Offline = False,
 ) -> None:
     """Follow a live stream until stopped (Ctrl-C / SIGTERM), one event per decided track.
@@ -330,6 +341,7 @@ def watch(
             offline=offline,
             embedder=embedder,
             detector=detector,
+            min_quality=min_quality,
         ) as ops:
             keep = parse_keep(keep_unknown, ops.config)
             ops.load()

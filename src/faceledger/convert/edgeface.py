@@ -10,7 +10,9 @@ linear layers are full rank (no low-rank "LoRaLin" pairs: those belong to the
 ``*_gamma_0x`` checkpoints, which are not used here).
 
 The network is written out here rather than taken from timm, whose import needs
-torchvision; module names follow timm's EdgeNeXt so that the state dict loads strictly.
+torchvision; module names follow timm's EdgeNeXt so that the state dict loads strictly. This is the
+reference for :mod:`faceledger.convert.edgeface_onnx`, which writes the same network as an
+ONNX graph without PyTorch (the default converter); the sizes (``SPECS``) live there.
 
 Conversion: load the state dict, dequantize the linear weights into a float network,
 measure it against the quantized network itself (the published model) on aligned faces,
@@ -26,7 +28,7 @@ import time
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from faceledger.convert import ConversionReport, Say
+from faceledger.convert.edgeface_onnx import SPECS, EdgeNeXtSpec, preprocess, synthetic_faces
 from faceledger.errors import ModelError
 from faceledger.models.catalog import ModelCard
 from faceledger.models.store import ModelStore, conversion_record_path
@@ -51,29 +54,6 @@ MAX_ONNX_DIFF = 1e-3
 _PACKED = "._packed_params._packed_params"
 _QUANT_ONLY = ("._packed_params.dtype", ".scale", ".zero_point")
 
-
-@dataclass(frozen=True)
-class EdgeNeXtSpec:
-    """One EdgeNeXt size (timm's ``edgenext_*`` settings that EdgeFace uses)."""
-
-    dims: tuple[int, int, int, int]
-    depths: tuple[int, int, int, int]
-    global_blocks: tuple[int, int, int, int] = (0, 1, 1, 1)
-    kernel_sizes: tuple[int, int, int, int] = (3, 5, 7, 9)
-    scales: tuple[int, int, int, int] = (2, 2, 3, 4)
-    """Channel groups of the split depth-wise convolutions in each stage's global block."""
-    pos_emb: tuple[bool, bool, bool, bool] = (False, True, False, False)
-    heads: int = 4
-    expand: int = 4
-    features: int = 512
-
-
-SPECS: Mapping[str, EdgeNeXtSpec] = {
-    # timm edgenext_x_small
-    "edgeface_xs": EdgeNeXtSpec(dims=(32, 64, 100, 192), depths=(3, 3, 9, 3)),
-    # timm edgenext_xx_small
-    "edgeface_xxs": EdgeNeXtSpec(dims=(24, 48, 88, 168), depths=(2, 2, 6, 2)),
-}
 
 _EPS = 1e-6
 
@@ -332,28 +312,6 @@ def _load(model: nn.Module, state: Mapping[str, Any]) -> None:
 # ---- conversion -----------------------------------------------------------------------------
 
 
-def preprocess(card: ModelCard, crops: np.ndarray) -> np.ndarray:
-    """(n, H, W, 3) uint8 RGB crops -> (n, 3, H, W) float32, as the embedder feeds them."""
-    x = crops[..., ::-1] if card.color == "BGR" else crops
-    mean = np.asarray(card.mean, dtype=np.float32)
-    scaled = (x.astype(np.float32) - mean) / np.float32(card.std)
-    return np.ascontiguousarray(scaled.transpose(0, 3, 1, 2))
-
-
-def synthetic_faces(n: int = 8, size: int = 112, seed: int = 0) -> np.ndarray:
-    """Smooth random images: a stand-in when no aligned faces are given."""
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    images = []
-    for _ in range(n):
-        coarse = rng.uniform(0, 255, (8, 8, 3)).astype(np.float32)
-        smooth = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
-        noisy = smooth + rng.normal(0, 8, smooth.shape)
-        images.append(np.clip(noisy, 0, 255).astype(np.uint8))
-    return np.stack(images)
-
-
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = a / np.linalg.norm(a, axis=1, keepdims=True)
     b = b / np.linalg.norm(b, axis=1, keepdims=True)
@@ -453,6 +411,7 @@ def convert(
         torch_version=str(torch.__version__),
         opset=OPSET,
         seconds=round(time.perf_counter() - started, 2),
+        converter="torch",
     )
     details = report.as_dict()
     for key in ("model", "path", "sha256", "source", "source_sha256"):

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 import numpy as np
 
-from faceledger.errors import ConfigError
 from faceledger.models.catalog import ModelCard
 from faceledger.models.store import ModelStore
+from faceledger.runtime.model import ArchitectureRegistry
+from faceledger.runtime.onnx import RuntimeOptions
 from faceledger.types import Embeddings
 
 
@@ -23,26 +23,39 @@ class Embedder(Protocol):
         ...
 
 
-EmbedderFactory = Callable[[ModelCard, ModelStore, int], Embedder]
-_REGISTRY: dict[str, EmbedderFactory] = {}
-_T = TypeVar("_T")
+class EmbedderFactory(Protocol):
+    """An embedder class: what ``register_embedder`` takes."""
+
+    def __call__(
+        self, card: ModelCard, store: ModelStore, runtime: RuntimeOptions | None = None
+    ) -> Embedder: ...
 
 
-def register_embedder(name: str) -> Callable[[_T], _T]:
-    def wrap(cls: _T) -> _T:
-        _REGISTRY[name] = cls  # type: ignore[assignment]
-        return cls
-
-    return wrap
+def _import_embedders() -> None:
+    from faceledger.embed import dlib_resnet, onnx_arcface  # noqa: F401
 
 
-def create_embedder(card: ModelCard, store: ModelStore, threads: int = 0) -> Embedder:
-    from faceledger.embed import dlib_resnet, onnx_arcface  # noqa: F401  (register)
+EMBEDDERS: ArchitectureRegistry[EmbedderFactory] = ArchitectureRegistry(
+    "embedder", _import_embedders
+)
+register_embedder = EMBEDDERS.register
+"""Class decorator: ``@register_embedder("arcface_onnx")`` runs every card of that
+architecture."""
 
-    if card.kind != "embedder" or card.name not in _REGISTRY:
-        valid = ", ".join(sorted(_REGISTRY))
-        raise ConfigError(f"{card.name!r} is not an embedder; known embedders: {valid}")
-    return _REGISTRY[card.name](card, store, threads)
+
+def create_embedder(
+    card: ModelCard,
+    store: ModelStore,
+    threads: int = 0,
+    *,
+    runtime: RuntimeOptions | None = None,
+) -> Embedder:
+    """The embedder for ``card``, by its architecture (not loaded yet).
+
+    ``runtime`` (threads, providers); without it, ``threads`` on the CPU.
+    """
+    cls = EMBEDDERS.lookup(card)
+    return cls(card, store, runtime or RuntimeOptions(threads=threads))
 
 
 def empty(card: ModelCard) -> Embeddings:

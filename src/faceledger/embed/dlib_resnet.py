@@ -9,22 +9,35 @@ import numpy as np
 from faceledger.embed.base import empty, register_embedder
 from faceledger.models.catalog import ModelCard
 from faceledger.models.store import ModelStore
+from faceledger.runtime.onnx import RuntimeOptions
 from faceledger.types import Embeddings
 
 
-@register_embedder("dlib_resnet128")
+@register_embedder("dlib_resnet")
 class DlibResNetEmbedder:
-    def __init__(self, card: ModelCard, store: ModelStore, threads: int = 0) -> None:
+    """dlib runs on its own (no execution providers): ``runtime`` is accepted for the common
+    constructor and not used."""
+
+    def __init__(
+        self, card: ModelCard, store: ModelStore, runtime: RuntimeOptions | None = None
+    ) -> None:
         self.card = card
         self.store = store
+        self.runtime = runtime or RuntimeOptions()
         self._model: Any = None
 
-    def load(self) -> None:
-        if self._model is None:
-            import dlib
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
 
-            path = self.store.resolve(self.card).path("dlib_face_recognition_resnet_model_v1.dat")
-            self._model = dlib.face_recognition_model_v1(str(path))
+    def load(self) -> None:
+        """Resolve and verify the descriptor model and open it in dlib (once)."""
+        if self.loaded:
+            return
+        import dlib
+
+        path = self.store.resolve(self.card).path("dlib_face_recognition_resnet_model_v1.dat")
+        self._model = dlib.face_recognition_model_v1(str(path))
 
     def embed(self, crops: np.ndarray) -> Embeddings:
         self.load()

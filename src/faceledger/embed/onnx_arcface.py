@@ -9,37 +9,21 @@ from __future__ import annotations
 import numpy as np
 
 from faceledger.embed.base import empty, register_embedder
-from faceledger.models.catalog import ModelCard
-from faceledger.models.store import ModelStore
-from faceledger.runtime.onnx import OnnxSession
+from faceledger.runtime.model import OnnxModel
 from faceledger.types import Embeddings
 
 _BATCH = 32
 """Faces per run for graphs with a dynamic batch dimension."""
 
 
-@register_embedder("edgeface_xxs")
-@register_embedder("edgeface_xs")
-@register_embedder("mobilefacenet")
-class OnnxArcFaceEmbedder:
-    def __init__(self, card: ModelCard, store: ModelStore, threads: int = 0) -> None:
-        self.card = card
-        self.store = store
-        self.threads = threads
-        self._session: OnnxSession | None = None
+@register_embedder("arcface_onnx")
+class OnnxArcFaceEmbedder(OnnxModel):
+    """Any ONNX graph that maps ArcFace 112x112 crops to one vector each."""
 
-    def load(self) -> None:
-        self._loaded()
-
-    def _loaded(self) -> OnnxSession:
-        if self._session is None:
-            self._session = OnnxSession(
-                self.store.runtime_path(self.card), self.threads, dynamic_batch=True
-            )
-        return self._session
+    dynamic_batch = True
 
     def embed(self, crops: np.ndarray) -> Embeddings:
-        session = self._loaded()
+        session = self.session
         if len(crops) == 0:
             return empty(self.card)
         x = crops[..., ::-1] if self.card.color == "BGR" else crops

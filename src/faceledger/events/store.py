@@ -56,6 +56,10 @@ def engine_of(store: Store) -> sa.Engine:
     return engine_with_schema(store, EVENTS_SCHEMA, "events tables")
 
 
+INSUFFICIENT = "insufficient_quality"
+"""The status of an event whose track was too poor to decide (no one named)."""
+
+
 @dataclass(frozen=True)
 class EventRecord:
     """One stored event. ``crop_png`` is loaded by :meth:`EventStore.get` only."""
@@ -86,6 +90,13 @@ class EventRecord:
     def known(self) -> bool:
         return self.subject is not None
 
+    @property
+    def decision(self) -> str:
+        """match, unknown or insufficient_quality (the track was too poor to decide)."""
+        if self.status == INSUFFICIENT:
+            return INSUFFICIENT
+        return "match" if self.subject is not None else "unknown"
+
     def as_json(self) -> dict[str, Any]:
         """What sinks receive: everything but the crop itself."""
         return {
@@ -97,6 +108,7 @@ class EventRecord:
             "first_t": round(self.first_t, 3),
             "last_t": round(self.last_t, 3),
             "started_at": self.started_at,
+            "decision": self.decision,
             "subject": self.subject,
             "score": round(self.score, 4),
             "threshold": round(self.threshold, 4),
@@ -188,7 +200,7 @@ class EventStore:
                     threshold=float(match.threshold.value),
                     threshold_fmr=float(match.threshold.fmr),
                     model_id=model_id,
-                    status="decided",
+                    status=INSUFFICIENT if match.decision == INSUFFICIENT else "decided",
                     best_crop_png=crop,
                     expires_at=expires_at,
                     review="pending" if needed else None,

@@ -42,7 +42,10 @@ def _round(value: float) -> float:
 def match_summary(match: Match | None) -> dict[str, Any]:
     if match is None:
         return {}
+    if match.decision == "insufficient_quality":
+        return {"decision": match.decision, "reason": match.reason, "subject": None}
     return {
+        "decision": match.decision,
         "subject": match.subject,
         "score": _round(match.score),
         "candidates": [{"subject": c.subject, "score": _round(c.score)} for c in match.candidates],
@@ -58,6 +61,9 @@ def identify_summary(result: ImageResult) -> dict[str, Any]:
     out: dict[str, Any] = {
         "faces": len(faces),
         "known": sum(1 for f in faces if f.get("subject") is not None),
+        "insufficient_quality": sum(
+            1 for f in faces if f.get("decision") == "insufficient_quality"
+        ),
         "matches": faces,
     }
     if threshold is not None:
@@ -70,6 +76,7 @@ def verify_summary(result: Verification) -> dict[str, Any]:
     return {
         "score": _round(result.score),
         "same": bool(result.same),
+        "decision": result.decision,
         "threshold": _round(result.threshold.value),
         "threshold_fmr": result.threshold.fmr,
     }
@@ -101,7 +108,8 @@ def tracks_summary(
     out: dict[str, Any] = {
         "tracks": len(matches),
         "known": [{"subject": s, "score": best[s]} for s in sorted(best)],
-        "unknown": sum(1 for m in matches if m.subject is None),
+        "unknown": sum(1 for m in matches if m.decision == "unknown"),
+        "insufficient_quality": sum(1 for m in matches if m.decision == "insufficient_quality"),
         "events": [min(event_ids), max(event_ids)] if event_ids else [],
     }
     if error is not None:

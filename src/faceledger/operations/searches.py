@@ -55,8 +55,14 @@ def digests(sources: Iterable[ImageSource | str]) -> tuple[str, ...]:
 class SearchOperations(OperationsBase):
     @property
     def threshold(self) -> Threshold:
-        """The decision threshold searches use (the embedder's, at the configured strictness)."""
+        """The decision threshold of a 1:1 comparison (verify), at the configured strictness."""
         return self.engine.threshold
+
+    @property
+    def search_threshold(self) -> Threshold:
+        """The threshold a search of the gallery uses now, for its size (1:N)."""
+        with self.inference() as engine:
+            return engine.matcher().threshold
 
     def searchable(self) -> int:
         """How many templates a search compares against (raises ModelMismatchError when the
@@ -202,7 +208,8 @@ class SearchOperations(OperationsBase):
             self._log(acting.record("detect", {"error": exc.reason}, inputs=inputs,
                                     model=self.detector_id))  # fmt: skip
             raise
-        result = image_result(found, None)
+        with self.inference() as engine:
+            result = image_result(found, None, engine.assess(found.image, found.faces))
         summary = {"faces": len(found.faces)}
         entry = self._log(acting.record("detect", summary, inputs=inputs, model=self.detector_id))
         return Recorded((result, found), entry)

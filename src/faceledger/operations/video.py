@@ -104,6 +104,8 @@ class VideoRun:
                 "track": decision.track_id,
                 "first_t": round(float(decision.first_t), 3),
                 "last_t": round(float(decision.last_t), 3),
+                "decision": match.decision,
+                "reason": match.reason,
                 "subject": match.subject,
                 "score": round(float(match.score), 4),
                 "threshold": round(float(match.threshold.value), 4),

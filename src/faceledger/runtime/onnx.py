@@ -2,11 +2,51 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from faceledger.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+CPU = "CPUExecutionProvider"
+_WARNED: set[str] = set()
+"""Providers already warned about in this process (each is warned about once)."""
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How a model's tensors run: what the engine hands every model it creates."""
+
+    threads: int = 0
+    """Intra-op threads per call (0: onnxruntime's default, every core)."""
+    providers: tuple[str, ...] = (CPU,)
+    """onnxruntime execution providers, most preferred first."""
+
+
+def choose_providers(requested: Sequence[str]) -> list[str]:
+    """The requested providers this onnxruntime has, in order; CPU when none is left.
+
+    Each provider that is not available is skipped with a warning, once per process.
+    """
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    chosen = [p for p in requested if p in available] or [CPU]
+    for name in requested:
+        if name not in available and name not in _WARNED:
+            _WARNED.add(name)
+            log.warning(
+                "onnxruntime execution provider %s is not available here (available: %s); using %s",
+                name,
+                ", ".join(available),
+                ", ".join(chosen),
+            )
+    return chosen
 
 
 class OnnxSession:
@@ -16,7 +56,7 @@ class OnnxSession:
         self,
         path: Path,
         threads: int = 0,
-        providers: tuple[str, ...] = (),
+        providers: Sequence[str] = (),
         dynamic_batch: bool = False,
     ) -> None:
         """``dynamic_batch``: if the graph fixes batch 1, rewrite it to take any batch."""
@@ -26,8 +66,7 @@ class OnnxSession:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        available = ort.get_available_providers()
-        chosen = [p for p in providers if p in available] or ["CPUExecutionProvider"]
+        chosen = choose_providers(providers)
         source: str | bytes = str(path)
         if dynamic_batch:
             source = with_dynamic_batch(path) or source
@@ -39,7 +78,8 @@ class OnnxSession:
         self.input_name: str = inputs[0].name
         self.input_shape: list[int | str | None] = list(inputs[0].shape)
         self.output_names: list[str] = [o.name for o in self._session.get_outputs()]
-        self.providers = chosen
+        self.providers: list[str] = list(self._session.get_providers())
+        """The providers the session runs on (onnxruntime may add CPU as a fallback)."""
 
     def fixed_hw(self) -> tuple[int, int] | None:
         """(height, width) when the graph fixes them, else ``None``."""

@@ -1,8 +1,10 @@
 """Video -> tracks -> one decision per track.
 
 frames -> Detector (every N-th frame, on a downscaled copy) -> Tracker -> per track, the
-best few aligned crops (by detector score, size and sharpness) -> Embedder (only those)
--> mean embedding -> Matcher -> one ``TrackDecision``.
+best few aligned crops by face quality (faceledger.faces.quality) -> Embedder (only those
+at or above the quality floor) -> mean embedding -> Matcher -> one ``TrackDecision``. A
+track whose best frames are all below the floor is decided ``insufficient_quality``: it is
+not matched, and names no one.
 
 A track is decided when it ends (files), or, with ``decide_after``, as soon as it has
 been followed that long (live streams, so that an event does not wait for the person to
@@ -14,14 +16,14 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import cv2
 import numpy as np
 
 from faceledger.engine import Engine
-from faceledger.faces.quality import sharpness
+from faceledger.faces.quality import Quality
 from faceledger.faces.track import Tracker, TrackerConfig, TrackUpdate
 from faceledger.types import Embeddings, Faces, ImageArray, Match
 from faceledger.video.source import Frame
@@ -57,6 +59,8 @@ class TrackDecision:
             "embedded": self.embedded,
             "best_t": round(self.best_t, 3),
             "best_box": [round(v, 1) for v in self.best_box],
+            "decision": m.decision,
+            "reason": m.reason,
             "subject": m.subject,
             "score": round(m.score, 4),
             "threshold": round(m.threshold.value, 4),
@@ -67,8 +71,8 @@ class TrackDecision:
         }
 
 
-_Shot = tuple[float, int, float, tuple[float, float, float, float], ImageArray]
-"""(quality, tie-breaker, t, box, aligned crop) of one frame of a track."""
+_Shot = tuple[float, int, float, tuple[float, float, float, float], ImageArray, Quality]
+"""(quality score, tie-breaker, t, box, aligned crop, quality) of one frame of a track."""
 
 
 @dataclass
@@ -192,12 +196,19 @@ class VideoScanner:
             if side < min_face or book.decided:
                 continue
             crop = self.engine.aligner.align(frame.image, face)
-            quality = float(face.scores[0]) * min(1.0, side / 112.0) * _sharp(crop)
+            quality = self.engine.assess(frame.image, face)[0]
             x1, y1, x2, y2 = (float(v) for v in face.boxes[0])
-            entry: _Shot = (quality, next(self._tie), frame.t, (x1, y1, x2, y2), crop[0])
+            entry: _Shot = (
+                quality.score,
+                next(self._tie),
+                frame.t,
+                (x1, y1, x2, y2),
+                crop[0],
+                quality,
+            )
             if len(book.best) < self.best_k:
                 heapq.heappush(book.best, entry)
-            elif quality > book.best[0][0]:
+            elif quality.score > book.best[0][0]:
                 heapq.heapreplace(book.best, entry)
 
     def _decide(self, track_id: int) -> TrackDecision | None:
@@ -205,12 +216,18 @@ class VideoScanner:
         if book is None or book.decided or not book.confirmed or not book.best:
             return None
         book.decided = True
-        crops = np.stack([entry[4] for entry in book.best])
-        vectors = self.engine.embed_crops(crops).vectors
-        self.stats.embedded += len(crops)
-        mean = Embeddings(vectors.mean(axis=0, keepdims=True), self.engine.model_id)
-        match = self.engine.matcher().match(mean, self.top)[0]
-        _, _, best_t, best_box, best_crop = max(book.best)
+        best = max(book.best)
+        _, _, best_t, best_box, best_crop, best_quality = best
+        usable = [entry for entry in book.best if entry[5].sufficient]
+        if usable:
+            crops = np.stack([entry[4] for entry in usable])
+            vectors = self.engine.embed_crops(crops).vectors
+            self.stats.embedded += len(crops)
+            mean = Embeddings(vectors.mean(axis=0, keepdims=True), self.engine.model_id)
+            match = replace(self.engine.matcher().match(mean, self.top)[0], quality=best_quality)
+        else:  # every kept frame is below the floor: too poor to decide, nobody is named
+            crops = np.zeros((0,))
+            match = Match(None, -1.0, self.engine.threshold, (), best_quality)
         return TrackDecision(
             source=self.source,
             track_id=track_id,
@@ -223,12 +240,6 @@ class VideoScanner:
             match=match,
             best_crop=best_crop,
         )
-
-
-def _sharp(crop: np.ndarray) -> float:
-    """Sharpness mapped to (0, 1]: saturates for crisp faces, punishes motion blur."""
-    s = float(sharpness(crop)[0])
-    return s / (s + 50.0)
 
 
 def detect_scaled(engine: Engine, image: ImageArray) -> Faces:

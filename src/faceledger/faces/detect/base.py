@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from faceledger.errors import ConfigError
 from faceledger.models.catalog import ModelCard
 from faceledger.models.store import ModelStore
+from faceledger.runtime.model import ArchitectureRegistry, OnnxModel
+from faceledger.runtime.onnx import RuntimeOptions
 from faceledger.types import Faces, ImageArray
 
 
@@ -23,7 +23,7 @@ class DetectorOptions(BaseModel):
     score_threshold: float = Field(0.5, gt=0.0, lt=1.0)
     nms_iou: float = Field(0.4, gt=0.0, le=1.0)
     input_max_side: int = Field(640, ge=64, le=4096, description="network input's longest side")
-    threads: int = Field(0, ge=0)
+    threads: int = Field(0, ge=0, description="inference threads when no RuntimeOptions is given")
 
 
 class Detector(Protocol):
@@ -36,27 +36,55 @@ class Detector(Protocol):
     def detect(self, image: ImageArray) -> Faces: ...
 
 
-DetectorFactory = Callable[[ModelCard, ModelStore, DetectorOptions], Detector]
-_REGISTRY: dict[str, DetectorFactory] = {}
-_T = TypeVar("_T")
+class DetectorFactory(Protocol):
+    """A detector class: what ``register_detector`` takes."""
+
+    def __call__(
+        self,
+        card: ModelCard,
+        store: ModelStore,
+        options: DetectorOptions,
+        runtime: RuntimeOptions | None = None,
+    ) -> Detector: ...
 
 
-def register_detector(name: str) -> Callable[[_T], _T]:
-    def wrap(cls: _T) -> _T:
-        _REGISTRY[name] = cls  # type: ignore[assignment]
-        return cls
-
-    return wrap
+def _import_detectors() -> None:
+    from faceledger.faces.detect import dlib_hog, retinaface, scrfd, yunet  # noqa: F401
 
 
-def create_detector(card: ModelCard, store: ModelStore, options: DetectorOptions) -> Detector:
-    """The detector for ``card``; an unknown name raises listing the valid ones."""
-    from faceledger.faces.detect import dlib_hog, retinaface, scrfd, yunet  # noqa: F401  (register)
+DETECTORS: ArchitectureRegistry[DetectorFactory] = ArchitectureRegistry(
+    "detector", _import_detectors
+)
+register_detector = DETECTORS.register
+"""Class decorator: ``@register_detector("scrfd")`` runs every card of that architecture."""
 
-    if card.kind != "detector" or card.name not in _REGISTRY:
-        valid = ", ".join(sorted(_REGISTRY))
-        raise ConfigError(f"{card.name!r} is not a detector; known detectors: {valid}")
-    return _REGISTRY[card.name](card, store, options)
+
+def create_detector(
+    card: ModelCard,
+    store: ModelStore,
+    options: DetectorOptions,
+    runtime: RuntimeOptions | None = None,
+) -> Detector:
+    """The detector for ``card``, by its architecture (not loaded yet).
+
+    ``runtime`` (threads, providers) defaults to ``options.threads`` on the CPU.
+    """
+    cls = DETECTORS.lookup(card)
+    return cls(card, store, options, runtime)
+
+
+class OnnxDetector(OnnxModel):
+    """An onnxruntime detector: the load sequence of :class:`OnnxModel` plus options."""
+
+    def __init__(
+        self,
+        card: ModelCard,
+        store: ModelStore,
+        options: DetectorOptions,
+        runtime: RuntimeOptions | None = None,
+    ) -> None:
+        super().__init__(card, store, runtime or RuntimeOptions(threads=options.threads))
+        self.options = options
 
 
 def resize_for_network(

@@ -14,6 +14,7 @@ import numpy as np
 from faceledger.faces.detect.base import DetectorOptions, register_detector
 from faceledger.models.catalog import ModelCard
 from faceledger.models.store import ModelStore
+from faceledger.runtime.onnx import RuntimeOptions
 from faceledger.types import Faces, ImageArray
 
 
@@ -48,17 +49,33 @@ def shape_points(predictor: Any, image: ImageArray, boxes: np.ndarray) -> np.nda
 
 @register_detector("dlib_hog")
 class DlibHogDetector:
-    """HOG + linear SVM (dlib). Finds frontal faces of about 80 px and larger."""
+    """HOG + linear SVM (dlib). Finds frontal faces of about 80 px and larger.
 
-    def __init__(self, card: ModelCard, store: ModelStore, options: DetectorOptions) -> None:
+    dlib runs on its own (one thread, no execution providers): ``runtime`` is accepted for
+    the common constructor and not used.
+    """
+
+    def __init__(
+        self,
+        card: ModelCard,
+        store: ModelStore,
+        options: DetectorOptions,
+        runtime: RuntimeOptions | None = None,
+    ) -> None:
         self.card = card
         self.store = store
         self.options = options
+        self.runtime = runtime or RuntimeOptions(threads=options.threads)
         self._detector: Any = None
         self._predictor: Any = None
 
+    @property
+    def loaded(self) -> bool:
+        return self._detector is not None
+
     def load(self) -> None:
-        if self._detector is not None:
+        """Resolve and verify the shape predictor and build dlib's detector (once)."""
+        if self.loaded:
             return
         import dlib
 

@@ -6,6 +6,7 @@ import numpy as np
 
 from faceledger.faces.detect.base import (
     DetectorOptions,
+    OnnxDetector,
     anchor_centers,
     finish,
     register_detector,
@@ -14,7 +15,7 @@ from faceledger.faces.detect.base import (
 )
 from faceledger.models.catalog import ModelCard
 from faceledger.models.store import ModelStore
-from faceledger.runtime.onnx import OnnxSession
+from faceledger.runtime.onnx import RuntimeOptions
 from faceledger.types import Faces, ImageArray
 
 MIN_SIZES = ((16, 32), (64, 128), (256, 512))
@@ -48,29 +49,25 @@ def decode(
     return boxes, conf[:, 1], kps
 
 
-@register_detector("retinaface_mnet025")
-class RetinaFaceDetector:
+@register_detector("retinaface")
+class RetinaFaceDetector(OnnxDetector):
     """RetinaFace on a letterboxed BGR canvas of the card's fixed size, minus its channel means."""
 
-    def __init__(self, card: ModelCard, store: ModelStore, options: DetectorOptions) -> None:
-        self.card = card
-        self.store = store
-        self.options = options
-        self._session: OnnxSession | None = None
+    def __init__(
+        self,
+        card: ModelCard,
+        store: ModelStore,
+        options: DetectorOptions,
+        runtime: RuntimeOptions | None = None,
+    ) -> None:
+        super().__init__(card, store, options, runtime)
         self._priors: dict[tuple[int, int], np.ndarray] = {}
 
-    def load(self) -> None:
-        if self._session is None:
-            path = self.store.resolve(self.card).path()
-            self._session = OnnxSession(path, self.options.threads)
-
     def detect(self, image: ImageArray) -> Faces:
-        self.load()
-        assert self._session is not None
         canvas, back = resize_for_network(image, self.card.input_size, self.options.input_max_side)
         height, width = canvas.shape[:2]
         if (width, height) not in self._priors:
             self._priors[width, height] = priors(width, height)
-        outputs = self._session.run(to_tensor(canvas, self.card))
+        outputs = self.session.run(to_tensor(canvas, self.card))
         boxes, scores, kps = decode(outputs, self._priors[width, height])
         return finish(boxes, scores, kps, back, self.options)

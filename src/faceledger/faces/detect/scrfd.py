@@ -5,16 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from faceledger.faces.detect.base import (
-    DetectorOptions,
+    OnnxDetector,
     anchor_centers,
     finish,
     register_detector,
     resize_for_network,
     to_tensor,
 )
-from faceledger.models.catalog import ModelCard
-from faceledger.models.store import ModelStore
-from faceledger.runtime.onnx import OnnxSession
 from faceledger.types import Faces, ImageArray
 
 STRIDES = (8, 16, 32)
@@ -39,30 +36,16 @@ def decode(
     return np.concatenate(boxes), np.concatenate(scores), np.concatenate(kps)
 
 
-@register_detector("scrfd_2.5g")
-@register_detector("scrfd_500m")
-class ScrfdDetector:
+@register_detector("scrfd")
+class ScrfdDetector(OnnxDetector):
     """SCRFD on an RGB (x-127.5)/128 canvas: the card's fixed size, else ``input_max_side``."""
 
-    def __init__(self, card: ModelCard, store: ModelStore, options: DetectorOptions) -> None:
-        self.card = card
-        self.store = store
-        self.options = options
-        self._session: OnnxSession | None = None
-
-    def load(self) -> None:
-        if self._session is None:
-            path = self.store.resolve(self.card).path()
-            self._session = OnnxSession(path, self.options.threads)
-
     def detect(self, image: ImageArray) -> Faces:
-        self.load()
-        assert self._session is not None
         # No upscaling of small images: on LFW (250x250) a 640 canvas made faces too large
         # for SCRFD's anchors and it missed 43 of 13,233 faces; at native size it misses none.
         canvas, back = resize_for_network(
             image, self.card.input_size, self.options.input_max_side, upscale=False
         )
-        outputs = self._session.run(to_tensor(canvas, self.card))
+        outputs = self.session.run(to_tensor(canvas, self.card))
         boxes, scores, kps = decode(outputs, *canvas.shape[:2])
         return finish(boxes, scores, kps, back, self.options)

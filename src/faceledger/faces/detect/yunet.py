@@ -5,16 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from faceledger.faces.detect.base import (
-    DetectorOptions,
+    OnnxDetector,
     anchor_centers,
     finish,
     register_detector,
     resize_for_network,
     to_tensor,
 )
-from faceledger.models.catalog import ModelCard
-from faceledger.models.store import ModelStore
-from faceledger.runtime.onnx import OnnxSession
 from faceledger.types import Faces, ImageArray
 
 STRIDES = (8, 16, 32)
@@ -41,25 +38,12 @@ def decode(
 
 
 @register_detector("yunet")
-class YuNetDetector:
+class YuNetDetector(OnnxDetector):
     """YuNet on a BGR 0-255 canvas whose longest side is ``options.input_max_side``."""
 
-    def __init__(self, card: ModelCard, store: ModelStore, options: DetectorOptions) -> None:
-        self.card = card
-        self.store = store
-        self.options = options
-        self._session: OnnxSession | None = None
-
-    def load(self) -> None:
-        if self._session is None:
-            path = self.store.resolve(self.card).path()
-            self._session = OnnxSession(path, self.options.threads)
-
     def detect(self, image: ImageArray) -> Faces:
-        self.load()
-        assert self._session is not None
         # Small images are not upscaled: that multiplies the work and finds no more faces.
         canvas, back = resize_for_network(image, None, self.options.input_max_side, upscale=False)
-        outputs = self._session.run(to_tensor(canvas, self.card))
+        outputs = self.session.run(to_tensor(canvas, self.card))
         boxes, scores, kps = decode(outputs, *canvas.shape[:2])
         return finish(boxes, scores, kps, back, self.options)
