@@ -69,7 +69,8 @@ PROGRESS_EVERY = 10.0
 PURPOSE = "shared-database benchmark (faceledger bench shared-db)"
 LEGAL_BASIS = "shared-database benchmark: synthetic test subjects, erased within seconds"
 STANDIN = {"FACELEDGER_EMBEDDER": "mobilefacenet", "FACELEDGER_FLIP": "0"}
-"""Runs the `fast` profile without PyTorch: MobileFaceNet (no flip) in EdgeFace's place."""
+"""Runs the `fast` profile where EdgeFace's source file is absent: MobileFaceNet (no flip)
+in EdgeFace's place."""
 CLI_MODE = "in-process loop (the faceledger command called repeatedly in one process)"
 ACTIONS = ("subject.create", "enroll", "identify", "subject.delete")
 SEQ_OPTIONAL: frozenset[str] = frozenset()
@@ -307,7 +308,7 @@ class Models:
 
 def choose_models(options: Options, say: Say) -> Models:
     """The first model set that loads in a fresh process with these settings: the profile
-    asked for (default `fast`), then its stand-in without PyTorch, then `embedded`."""
+    asked for (default `fast`), then its stand-in (MobileFaceNet), then `embedded`."""
     wanted = options.profile or "fast"
     tries: list[tuple[str, dict[str, str], str]] = [(wanted, {}, "")]
     own_models = any(k in options.settings for k in ("FACELEDGER_EMBEDDER", "FACELEDGER_FLIP"))

@@ -106,7 +106,7 @@ Embedder = Annotated[
     str | None,
     typer.Option(
         "--embedder",
-        help="embedder model instead of the profile's, e.g. mobilefacenet (no PyTorch needed); "
+        help="embedder model instead of the profile's, e.g. mobilefacenet; "
         "see: faceledger models list  [env FACELEDGER_EMBEDDER]",
     ),
 ]

@@ -70,7 +70,8 @@ class ModelCard:
     published_accuracy: str = ""
     converted: str = ""
     """The file the runtime loads when it is not one of ``files`` (which then hold the
-    source): made locally by ``faceledger models convert NAME`` into the cache, with its
+    source): made locally into the cache on first use (or ``faceledger models convert
+    NAME``), with its
     sha256 and the source's recorded beside it at conversion time. Empty for models used
     as published."""
 
@@ -131,7 +132,7 @@ _EDGEFACE_SOURCE = (
 # non-mated pairs among the 3,443 images it names) by `faceledger bench calibrate --profile P`.
 # View 2 is never used for thresholds (it is for reporting only). Each embedder was calibrated
 # with the detector it is used with: EdgeFace-XXS on YuNet (fast), EdgeFace-XS on SCRFD-2.5G
-# (accurate), MobileFaceNet on YuNet (no-PyTorch alternative), dlib on its own HOG + 5-point
+# (accurate), MobileFaceNet on YuNet, dlib on its own HOG + 5-point
 # chip; on the other detector the thresholds differ by less than 0.003. flip_thresholds: the
 # same with flip test-time augmentation (EdgeFace-XXS flip: on SCRFD-2.5G). The 1e-5
 # thresholds serve searches of a gallery (ModelCard.threshold_at); 1e-6 is not calibrated,
@@ -367,14 +368,13 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
             "fast",
             "yunet",
             "edgeface_xxs",
-            "YuNet + EdgeFace-XXS (convert once: faceledger models convert edgeface_xxs)",
+            "YuNet + EdgeFace-XXS (converted to ONNX on first use, without PyTorch)",
         ),
         "accurate": Profile(
             "accurate",
             "scrfd_2.5g",
             "edgeface_xs",
-            "SCRFD-2.5G + EdgeFace-XS with flip (convert once: faceledger models convert "
-            "edgeface_xs)",
+            "SCRFD-2.5G + EdgeFace-XS with flip (converted to ONNX on first use, without PyTorch)",
             flip=True,
         ),
     }

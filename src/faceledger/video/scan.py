@@ -219,22 +219,22 @@ class VideoScanner:
         best = max(book.best)
         _, _, best_t, best_box, best_crop, best_quality = best
         usable = [entry for entry in book.best if entry[5].sufficient]
+        matcher = self.engine.matcher()
         if usable:
             crops = np.stack([entry[4] for entry in usable])
             vectors = self.engine.embed_crops(crops).vectors
             self.stats.embedded += len(crops)
             mean = Embeddings(vectors.mean(axis=0, keepdims=True), self.engine.model_id)
-            match = replace(self.engine.matcher().match(mean, self.top)[0], quality=best_quality)
+            match = replace(matcher.match(mean, self.top)[0], quality=best_quality)
         else:  # every kept frame is below the floor: too poor to decide, nobody is named
-            crops = np.zeros((0,))
-            match = Match(None, -1.0, self.engine.threshold, (), best_quality)
+            match = Match(None, -1.0, matcher.threshold, (), best_quality)
         return TrackDecision(
             source=self.source,
             track_id=track_id,
             first_t=book.first_t,
             last_t=book.last_t,
             frames=book.hits,
-            embedded=len(crops),
+            embedded=len(usable),
             best_t=best_t,
             best_box=best_box,
             match=match,
