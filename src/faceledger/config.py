@@ -192,7 +192,7 @@ class Config(BaseSettings):
     )
     quality_minimums: dict[str, float] = Field(
         default_factory=dict,
-        description="stricter minimums per quality factor, e.g. {\"eye_distance\": 32} "
+        description='stricter minimums per quality factor, e.g. {"eye_distance": 32} '
         "(factors: eye_distance, sharpness, noise, pose, brightness, highlights, contrast, "
         "detector)",
     )

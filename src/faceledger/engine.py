@@ -172,16 +172,15 @@ class Engine:
     @functools.cached_property
     def quality_floor(self) -> float:
         """The face-quality score below which no one is named: the embedder's calibrated
-        floor at this strictness, raised (never lowered) by ``min_quality``."""
-        fmr = STRICTNESS_FMR[self.config.strictness]
-        floor = self.embedder_card.quality_floor(fmr, self.flip)
+        floor, raised (never lowered) by ``min_quality``."""
+        floor = self.embedder_card.floor_for(self.flip)
         calibrated = UNCALIBRATED_FLOOR if floor is None else floor
         wanted = self.config.min_quality
         if 0 < wanted < calibrated:
             raise ConfigError(
                 f"min_quality {wanted:g} is below the calibrated face-quality floor "
-                f"{calibrated:g} of {self.model_id} at FMR {fmr:g}: a minimum can only be "
-                "stricter than the floor"
+                f"{calibrated:g} of {self.model_id}: a minimum can only be stricter than the "
+                "floor"
             )
         return max(calibrated, wanted)
 

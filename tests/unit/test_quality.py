@@ -75,9 +75,9 @@ def test_the_score_is_the_weakest_factor_and_the_reason_names_it(engine: Engine)
     eyes = factor("eye_distance")
     score = float(factors.scores()[0])
     assert score == pytest.approx(float(eyes.score(factors.values["eye_distance"])[0]))
-    (quality,) = assess(factors, floor=0.5)
+    (quality,) = assess(factors, floor=0.8)
     assert not quality.sufficient
-    needed = eyes.needed(0.5)
+    needed = eyes.needed(0.8)
     shown = round(float(factors.values["eye_distance"][0]))
     assert quality.reason == f"face {shown} px between the eyes; needs {needed:.0f} px"
     (fine,) = assess(factors, floor=score)
@@ -85,12 +85,12 @@ def test_the_score_is_the_weakest_factor_and_the_reason_names_it(engine: Engine)
 
 
 def test_minimums_only_add_conditions() -> None:
-    factors = QualityFactors.unpack(np.array([[45, 2.0, 1.0, 0.05, 128, 127, 40, 0.9]]))
+    factors = QualityFactors.unpack(np.array([[20, 2.0, 1.0, 0.05, 128, 127, 40, 0.9]]))
     (plain,) = assess(factors, floor=0.3)
     assert plain.sufficient
-    (strict,) = assess(factors, floor=0.3, minimums={"eye_distance": 60})
-    assert strict.reason == "face 45 px between the eyes; needs 60 px"
-    (loose,) = assess(factors, floor=0.95, minimums={"eye_distance": 10})
+    (strict,) = assess(factors, floor=0.3, minimums={"eye_distance": 32})
+    assert strict.reason == "face 20 px between the eyes; needs 32 px"
+    (loose,) = assess(factors, floor=0.9, minimums={"eye_distance": 10})
     assert not loose.sufficient  # a looser minimum never lowers the floor
     with pytest.raises(ConfigError, match="unknown quality factor"):
         load_config(quality_minimums={"iris_colour": 3})

@@ -15,7 +15,6 @@ from faceledger.config import load_config
 from faceledger.events import EventRecord
 from faceledger.ledger import LedgerEntry
 from faceledger.operations import Acting, Operations
-from tests.conftest import standin_env
 
 runner = CliRunner()
 
@@ -76,10 +75,11 @@ def test_real_clip_finds_lin_manuel_miranda_and_claims_nobody_else(
     # He is on stage in the shot from 2.74 s to 7.01 s (cuts end tracks): one track.
     assert any(e["first_t"] < 3.0 and e["last_t"] > 6.9 and e["score"] > 0.5 for e in lin)
     assert all(e["last_t"] < 7.04 for e in lin)  # the audience shot after it is not him
-    if not standin_env():  # fast's own EdgeFace-XXS (not the
-        # MobileFaceNet stand-in used without PyTorch) also names Alex at the piano (26 px)
-        alex = [e for e in events if e["subject"] == "alex-lacamoire"]
-        assert [(e["first_t"], round(e["last_t"], 2)) for e in alex] == [(0.0, 0.63)]
+    # Alex at the piano (a 26 px face, 10 px between the eyes) is too small to decide: his
+    # track is not matched, and says why, rather than naming him or calling him unknown.
+    assert not [e for e in events if e["subject"] == "alex-lacamoire"]
+    piano = [e for e in events if e["first_t"] == 0.0 and e["decision"] == "insufficient_quality"]
+    assert piano and "between the eyes" in piano[0]["reason"]
     print(
         "tracks:",
         [(e["track"], e["subject"], e["first_t"], e["last_t"], e["score"]) for e in events],

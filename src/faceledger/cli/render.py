@@ -141,8 +141,8 @@ def threshold_line(threshold: Threshold) -> str:
     return (
         f"threshold {threshold.value:.3f} ({threshold.strictness}): at most {threshold.fpir:g} "
         f"of searches for someone not enrolled name anyone, over {threshold.templates:,} "
-        f"template{'' if threshold.templates == 1 else 's'} (false-match rate {threshold.fmr:.1e} per comparison on "
-        f"{threshold.protocol}{beyond})"
+        f"template{'' if threshold.templates == 1 else 's'} (false-match rate "
+        f"{threshold.fmr:.1e} per comparison on {threshold.protocol}{beyond})"
     )
 
 

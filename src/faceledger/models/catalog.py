@@ -62,10 +62,14 @@ class ModelCard:
     flip_thresholds: Mapping[float, float] = field(default_factory=dict)
     """The same, calibrated for flip test-time augmentation (empty: not calibrated)."""
     calibration: str = ""
-    quality_floors: Mapping[float, float] = field(default_factory=dict)
-    """False-match rate -> the lowest face quality score at which a name is given, calibrated
-    on degraded LFW View 1 so that above it the stated rate holds (``bench degraded``)."""
-    flip_quality_floors: Mapping[float, float] = field(default_factory=dict)
+    quality_floor: float | None = None
+    """The lowest face quality score (faceledger.faces.quality) at which a name is given,
+    calibrated with the detector it is used with on degraded LFW View 1 (``faceledger bench
+    degraded``): in every quality bin above it, the false-match rate at each 1:1 threshold
+    is at most the stated one (x 1.1) and at most 10% of mated pairs are missed. The
+    highest of the three strictness levels' floors, so one floor serves every threshold.
+    None: not calibrated (then :data:`~faceledger.faces.quality.UNCALIBRATED_FLOOR`)."""
+    flip_quality_floor: float | None = None
     """The same with flip test-time augmentation."""
     published_accuracy: str = ""
     converted: str = ""
@@ -107,10 +111,9 @@ class ModelCard:
         slope = (values[-1] - values[-2]) / (logs[-1] - logs[-2])
         return float(values[-1] + slope * (x - logs[-1])), True
 
-    def quality_floor(self, fmr: float, flip: bool = False) -> float | None:
-        """The calibrated quality floor at ``fmr`` (None: not calibrated for this set-up)."""
-        table = self.flip_quality_floors if flip else self.quality_floors
-        return table.get(fmr)
+    def floor_for(self, flip: bool = False) -> float | None:
+        """The calibrated quality floor (None: not calibrated for this set-up)."""
+        return self.flip_quality_floor if flip else self.quality_floor
 
 
 def _gh(repo: str, commit: str, path: str) -> str:
@@ -148,6 +151,8 @@ def _edgeface(
     thresholds: dict[float, float],
     flip_thresholds: dict[float, float],
     published: str,
+    quality_floor: float | None = None,
+    flip_quality_floor: float | None = None,
 ) -> ModelCard:
     """An EdgeFace card: the published int8 state dict, converted to ONNX locally."""
     name = f"edgeface_{size}"
@@ -155,7 +160,7 @@ def _edgeface(
         name=name,
         kind="embedder",
         summary=f"EdgeFace-{size.upper()} (EdgeNeXt-{size.upper()}), 512-d, ArcFace 112x112 "
-        "alignment; needs conversion",
+        "alignment; converted to ONNX on first use",
         files=(
             ModelFile(f"{name}_q.pt", sha256, _gh(*_EDGEFACE_REPO, f"checkpoints/{name}_q.pt")),
         ),
@@ -170,6 +175,8 @@ def _edgeface(
         thresholds=MappingProxyType(thresholds),
         flip_thresholds=MappingProxyType(flip_thresholds),
         calibration=_CALIBRATION,
+        quality_floor=quality_floor,
+        flip_quality_floor=flip_quality_floor,
         published_accuracy=published,
         converted=f"{name}.onnx",
     )
@@ -295,7 +302,7 @@ CARDS: tuple[ModelCard, ...] = (
         architecture="dlib_resnet",
         aligner="dlib150",
         embedding_dim=128,
-        thresholds=MappingProxyType({1e-2: 0.9074, 1e-3: 0.9267, 1e-4: 0.9415}),
+        thresholds=MappingProxyType({1e-2: 0.9074, 1e-3: 0.9267, 1e-4: 0.9415, 1e-5: 0.9523}),
         calibration=_CALIBRATION,
         published_accuracy="LFW 99.38% (dlib)",
     ),
@@ -333,6 +340,7 @@ CARDS: tuple[ModelCard, ...] = (
         thresholds={1e-2: 0.1890, 1e-3: 0.2577, 1e-4: 0.3233, 1e-5: 0.3851},
         flip_thresholds={1e-2: 0.1891, 1e-3: 0.2577, 1e-4: 0.3233, 1e-5: 0.3856},
         published="LFW 99.73% (paper, full-precision XS)",
+        flip_quality_floor=0.85,  # on SCRFD-2.5G (accurate)
     ),
     _edgeface(
         "xxs",
@@ -340,6 +348,7 @@ CARDS: tuple[ModelCard, ...] = (
         thresholds={1e-2: 0.2053, 1e-3: 0.2777, 1e-4: 0.3433, 1e-5: 0.4048},
         flip_thresholds={1e-2: 0.2049, 1e-3: 0.2769, 1e-4: 0.3435},
         published="LFW 99.57% (paper)",
+        quality_floor=0.7,  # on YuNet (fast)
     ),
 )
 

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from faceledger.engine import Engine
-from faceledger.faces.quality import Quality
+from faceledger.faces.quality import Quality, sharpness
 from faceledger.faces.track import Tracker, TrackerConfig, TrackUpdate
 from faceledger.types import Embeddings, Faces, ImageArray, Match
 from faceledger.video.source import Frame
@@ -71,8 +71,9 @@ class TrackDecision:
         }
 
 
-_Shot = tuple[float, int, float, tuple[float, float, float, float], ImageArray, Quality]
-"""(quality score, tie-breaker, t, box, aligned crop, quality) of one frame of a track."""
+_Shot = tuple[float, float, int, float, tuple[float, float, float, float], ImageArray, Quality]
+"""(quality score, size and sharpness among equals, tie-breaker, t, box, aligned crop,
+quality) of one frame of a track."""
 
 
 @dataclass
@@ -197,18 +198,16 @@ class VideoScanner:
                 continue
             crop = self.engine.aligner.align(frame.image, face)
             quality = self.engine.assess(frame.image, face)[0]
+            # Many frames of a good track score 1: among those, the larger and sharper win.
+            among = float(face.scores[0]) * min(1.0, side / 112.0) * _sharp(crop)
             x1, y1, x2, y2 = (float(v) for v in face.boxes[0])
             entry: _Shot = (
-                quality.score,
-                next(self._tie),
-                frame.t,
-                (x1, y1, x2, y2),
-                crop[0],
+                quality.score, among, next(self._tie), frame.t, (x1, y1, x2, y2), crop[0],
                 quality,
-            )
+            )  # fmt: skip
             if len(book.best) < self.best_k:
                 heapq.heappush(book.best, entry)
-            elif quality.score > book.best[0][0]:
+            elif entry[:2] > book.best[0][:2]:
                 heapq.heapreplace(book.best, entry)
 
     def _decide(self, track_id: int) -> TrackDecision | None:
@@ -217,11 +216,11 @@ class VideoScanner:
             return None
         book.decided = True
         best = max(book.best)
-        _, _, best_t, best_box, best_crop, best_quality = best
-        usable = [entry for entry in book.best if entry[5].sufficient]
+        _, _, _, best_t, best_box, best_crop, best_quality = best
+        usable = [entry for entry in book.best if entry[6].sufficient]
         matcher = self.engine.matcher()
         if usable:
-            crops = np.stack([entry[4] for entry in usable])
+            crops = np.stack([entry[5] for entry in usable])
             vectors = self.engine.embed_crops(crops).vectors
             self.stats.embedded += len(crops)
             mean = Embeddings(vectors.mean(axis=0, keepdims=True), self.engine.model_id)
@@ -240,6 +239,12 @@ class VideoScanner:
             match=match,
             best_crop=best_crop,
         )
+
+
+def _sharp(crop: np.ndarray) -> float:
+    """Sharpness mapped to (0, 1]: saturates for crisp faces, punishes motion blur."""
+    s = float(sharpness(crop)[0])
+    return s / (s + 50.0)
 
 
 def detect_scaled(engine: Engine, image: ImageArray) -> Faces:
