@@ -29,8 +29,8 @@ from tests.conftest import MODELS, SMOKE, need
 HAVE_TORCH = all(importlib.util.find_spec(m) is not None for m in ("torch", "onnx"))
 needs_torch = pytest.mark.skipif(
     not HAVE_TORCH,
-    reason="PyTorch and onnx are not installed (pip install -e '.[convert]'), "
-    "so the EdgeFace conversion cannot run",
+    reason="PyTorch is not installed (pip install -e '.[convert]'), "
+    "so the reference (PyTorch) converter cannot run",
 )
 
 # two photos of one person first, then other people; the second pair is another person
@@ -122,7 +122,7 @@ def converted(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, crops: np.ndarray
 ) -> tuple[ConversionReport, ModelStore]:
     if not HAVE_TORCH:
-        pytest.skip("PyTorch and onnx are not installed (pip install -e '.[convert]')")
+        pytest.skip("PyTorch is not installed (pip install -e '.[convert]')")
     store = ModelStore(tmp_path_factory.mktemp("convert-cache"), MODELS, offline=True)
     return convert(get_card(request.param), store, crops, converter="torch"), store
 
