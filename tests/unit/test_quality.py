@@ -69,7 +69,7 @@ def test_each_factor_sees_its_degradation(engine: Engine) -> None:
 
 
 def test_the_score_is_the_weakest_factor_and_the_reason_names_it(engine: Engine) -> None:
-    image = small(load_image(lfw_photo(*BUSH)), 100)
+    image = small(load_image(lfw_photo(*BUSH)), 60)
     faces = engine.detect(image)[:1]
     factors = measure(image, faces)
     eyes = factor("eye_distance")
@@ -85,11 +85,11 @@ def test_the_score_is_the_weakest_factor_and_the_reason_names_it(engine: Engine)
 
 
 def test_minimums_only_add_conditions() -> None:
-    factors = QualityFactors.unpack(np.array([[20, 2.0, 1.0, 0.05, 128, 127, 40, 0.9]]))
+    factors = QualityFactors.unpack(np.array([[12, 2.0, 1.0, 0.05, 128, 127, 40, 0.9]]))
     (plain,) = assess(factors, floor=0.3)
     assert plain.sufficient
     (strict,) = assess(factors, floor=0.3, minimums={"eye_distance": 32})
-    assert strict.reason == "face 20 px between the eyes; needs 32 px"
+    assert strict.reason == "face 12 px between the eyes; needs 32 px"
     (loose,) = assess(factors, floor=0.9, minimums={"eye_distance": 10})
     assert not loose.sufficient  # a looser minimum never lowers the floor
     with pytest.raises(ConfigError, match="unknown quality factor"):
@@ -129,7 +129,7 @@ def gallery(tmp_path: Path) -> Config:
 def test_a_tiny_face_of_an_enrolled_person_is_not_named(gallery: Config, tmp_path: Path) -> None:
     photo = lfw_photo(*BUSH)
     tiny = tmp_path / "tiny.png"
-    cv2.imwrite(str(tiny), cv2.cvtColor(small(load_image(photo), 90), cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(tiny), cv2.cvtColor(small(load_image(photo), 60), cv2.COLOR_RGB2BGR))
     me = Acting.os_user(purpose="test")
     with Operations(gallery) as ops:
         assert ops.identify(me, photo).value.faces[0].match.subject == "bush"  # type: ignore[union-attr]
@@ -149,7 +149,7 @@ def test_a_tiny_face_of_an_enrolled_person_is_not_named(gallery: Config, tmp_pat
 
 def test_the_cli_says_too_poor_to_decide(gallery: Config, tmp_path: Path) -> None:
     tiny = tmp_path / "tiny.png"
-    image = small(load_image(lfw_photo(*BUSH)), 90)
+    image = small(load_image(lfw_photo(*BUSH)), 60)
     cv2.imwrite(str(tiny), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     args = ["identify", str(tiny), "-p", "fast", "--db", str(gallery.db)]
     shown = runner.invoke(app, [*args, "--purpose", "test"])
@@ -162,7 +162,7 @@ def test_the_cli_says_too_poor_to_decide(gallery: Config, tmp_path: Path) -> Non
 
 def test_verify_will_not_call_a_tiny_face_the_same_person(tmp_path: Path) -> None:
     tiny = tmp_path / "tiny.png"
-    cv2.imwrite(str(tiny), cv2.cvtColor(small(load_image(lfw_photo(*BUSH)), 90), cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(tiny), cv2.cvtColor(small(load_image(lfw_photo(*BUSH)), 60), cv2.COLOR_RGB2BGR))
     with Operations(load_config(profile="fast", db=tmp_path / "g.db")) as ops:
         result = ops.verify(Acting.os_user(purpose="t"), lfw_photo("George_W_Bush", 2), tiny)
     assert result.value.decision == "insufficient_quality" and not result.value.same
@@ -176,7 +176,7 @@ def test_a_track_whose_frames_are_all_too_small_is_not_matched(tmp_path: Path) -
     scene = Scene(
         "far_and_near",
         (
-            _linear("Tony_Blair", (0.0, 2.0), (160, 180, 0.3), (200, 180, 0.3)),
+            _linear("Tony_Blair", (0.0, 2.0), (160, 180, 0.25), (200, 180, 0.25)),
             _linear("Colin_Powell", (0.0, 2.0), (460, 180, 1.1), (440, 180, 1.1)),
         ),
         duration_s=2.0,

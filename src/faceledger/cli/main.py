@@ -224,7 +224,7 @@ def identify(
 ) -> None:
     """Find every face and say who it is, 'unknown' when no subject clears the threshold,
     or 'too poor to decide' when the face is below the quality floor (with the reason, e.g.
-    "face 18 px between the eyes; needs 28 px"): a face that small, blurred, dark or turned
+    "face 10 px between the eyes; needs 14 px"): a face that small, blurred, dark or turned
     is never named, since the stated false-match rate does not hold for it.
 
     Each image's search is written to the audit ledger (its sha256, never the image).

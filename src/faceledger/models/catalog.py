@@ -340,7 +340,7 @@ CARDS: tuple[ModelCard, ...] = (
         thresholds={1e-2: 0.1890, 1e-3: 0.2577, 1e-4: 0.3233, 1e-5: 0.3851},
         flip_thresholds={1e-2: 0.1891, 1e-3: 0.2577, 1e-4: 0.3233, 1e-5: 0.3856},
         published="LFW 99.73% (paper, full-precision XS)",
-        flip_quality_floor=0.85,  # on SCRFD-2.5G (accurate)
+        flip_quality_floor=0.7,  # on SCRFD-2.5G (accurate)
     ),
     _edgeface(
         "xxs",
@@ -348,7 +348,7 @@ CARDS: tuple[ModelCard, ...] = (
         thresholds={1e-2: 0.2053, 1e-3: 0.2777, 1e-4: 0.3433, 1e-5: 0.4048},
         flip_thresholds={1e-2: 0.2049, 1e-3: 0.2769, 1e-4: 0.3435},
         published="LFW 99.57% (paper)",
-        quality_floor=0.7,  # on YuNet (fast)
+        quality_floor=0.75,  # on YuNet (fast)
     ),
 )
 
