@@ -31,6 +31,7 @@ from faceledger.errors import (
     ConfigError,
     InputError,
     NoFaceError,
+    PoorFaceError,
     StorageError,
 )
 from faceledger.faces.align import Aligner, canonical_crops, create_aligner
@@ -456,6 +457,12 @@ class Engine:
                 "face to enroll it (CLI --largest, API largest=true)",
             )
         face = found.faces.largest()
+        quality = self.assess(found.image, face)[0]
+        if not quality.sufficient:
+            raise PoorFaceError(
+                str(path), f"face too poor to enroll: {quality.reason} (quality "
+                f"{quality.score:.2f}, floor {quality.floor:.2f})",
+            )  # fmt: skip
         crops = self.aligner.align(found.image, face)
         vector = self.embed_crops(crops).vectors[0]
         canon, geometry = canonical_crops(found.image, face)

@@ -10,6 +10,7 @@
     +-- InputError                   one input (image, path) cannot be used; a batch goes on
     |   +-- NoFaceError              the image decoded but holds no usable face
     |   +-- AmbiguousFaceError       several faces where exactly one was needed
+    |   +-- PoorFaceError            the face is below the quality floor (not enrolled)
     +-- NotFoundError                a named subject (or other record) does not exist
     +-- ConflictError                the request clashes with a record's state (reviewed twice)
     +-- StorageError                 the gallery database cannot be used
@@ -61,6 +62,11 @@ class AmbiguousFaceError(InputError):
     """Several faces were found where exactly one was needed."""
 
 
+class PoorFaceError(InputError):
+    """The face is below the quality floor: a template made from it could not be trusted
+    (every later comparison with it would be one the stated error rates do not cover)."""
+
+
 class NotFoundError(FaceledgerError):
     """A named subject or record does not exist."""
 
@@ -95,6 +101,7 @@ __all__ = [
     "ModelNotFoundError",
     "NoFaceError",
     "NotFoundError",
+    "PoorFaceError",
     "StorageBusyError",
     "StorageError",
 ]

@@ -205,3 +205,16 @@ def test_the_smoke_photos_are_good_enough(engine: Engine) -> None:
         if len(faces):
             (quality,) = assess(measure(image, faces[:1]), engine.quality_floor)
             assert quality.sufficient, f"{photo.name}: {quality.reason}"
+
+
+def test_a_face_too_poor_to_enroll_is_refused_and_the_rest_enrolled(tmp_path: Path) -> None:
+    blurred = tmp_path / "blurred.png"  # a large face, out of focus
+    image = cv2.GaussianBlur(load_image(lfw_photo(*BUSH)), (0, 0), 4)
+    cv2.imwrite(str(blurred), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    good = lfw_photo("George_W_Bush", 2)
+    with Operations(load_config(profile="fast", db=tmp_path / "g.db")) as ops:
+        report, entry = ops.enroll(Acting.os_user(), "bush", [blurred, good], "test fixture")
+    assert report.enrolled == (str(good),)
+    ((source, reason),) = report.failures
+    assert source == str(blurred) and reason.startswith("face too poor to enroll: face too blur")
+    assert "floor 0.75" in reason and entry is not None
