@@ -37,6 +37,8 @@ def _isolated_env(
     base = tmp_path_factory.getbasetemp()
     monkeypatch.setenv("FACELEDGER_DB", str(base / "default-gallery.db"))
     monkeypatch.setenv("FACELEDGER_MODEL_CACHE", str(base / "model-cache"))
+    # the index files of PostgreSQL galleries live in the user cache: keep them in tmp too
+    monkeypatch.setenv("XDG_CACHE_HOME", str(base / "user-cache"))
     monkeypatch.setenv("FACELEDGER_OFFLINE", "1")
     if MODELS.is_dir():
         monkeypatch.setenv("FACELEDGER_MODEL_MIRROR", str(MODELS))
