@@ -279,7 +279,7 @@ class Engine:
         """The matcher over the gallery's templates, caught up with every change made so far
         (here or by another process: a server sees the CLI's enrollments), with the
         threshold for a gallery of that size (:meth:`identification_threshold`)."""
-        return self.index.matcher(self.identification_threshold(self.index.stats.size))
+        return self.index.matcher(self.identification_threshold)
 
     def identification_threshold(self, templates: int) -> Threshold:
         """The threshold of a search of ``templates`` templates: set so that a search for
@@ -614,8 +614,8 @@ def _no_face_reason(min_size: int) -> str:
 def gated(matches: Sequence[Match], quality: Sequence[Quality]) -> list[Match]:
     """Each face's match with its quality; a face below the floor names no one: its answer
     is ``insufficient_quality``, with no score (-1) and no candidates, whatever it scored."""
-    if len(quality) != len(matches):  # no quality measured (e.g. an old worker): ungated
-        return list(matches)
+    if len(quality) != len(matches):  # a face without its quality is never named
+        raise ValueError(f"{len(matches)} matches but {len(quality)} qualities measured")
     out = []
     for match, q in zip(matches, quality, strict=True):
         if q.sufficient:

@@ -32,22 +32,12 @@ from types import MappingProxyType
 import cv2
 import numpy as np
 
-from faceledger.faces.align import similarity_transform, warp
+from faceledger.faces.align import ARCFACE_TEMPLATE, similarity_transform, warp
 from faceledger.types import Faces, FloatArray, ImageArray
 
 _ASSESS_SIZE = 64
 """Side of the aligned crop the factors are measured on (the ArcFace template scaled)."""
-_ARCFACE_112 = np.array(
-    [
-        [38.2946, 51.6963],
-        [73.5318, 51.5014],
-        [56.0252, 71.7366],
-        [41.5493, 92.3655],
-        [70.7299, 92.2041],
-    ],
-    dtype=np.float32,
-)
-_TEMPLATE = _ARCFACE_112 * (_ASSESS_SIZE / 112.0)
+_TEMPLATE = ARCFACE_TEMPLATE * (_ASSESS_SIZE / 112.0)
 _NOISE_SIDE = 160
 _IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
 

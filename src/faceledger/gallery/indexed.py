@@ -25,7 +25,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,8 +138,12 @@ class GalleryIndex:
 
     # ---- what searches use ----------------------------------------------------------------
 
-    def matcher(self, threshold: Threshold) -> Matcher:
+    def matcher(self, threshold: Threshold | Callable[[int], Threshold]) -> Matcher:
+        """A matcher over the index caught up now; ``threshold`` may be a function of the
+        index's size (a search's threshold depends on how many templates it compares)."""
         live = self.sync()
+        if callable(threshold):
+            threshold = threshold(live.index.size)
         return Matcher(live.index, live.labels, threshold)
 
     @property
