@@ -478,6 +478,7 @@ class Engine:
                 "box": geometry.boxes[0].tolist(),
                 "landmarks": geometry.landmarks[0].tolist(),
             },
+            quality_score=round(float(quality.score), 4),
         )
 
     def reembed(

@@ -50,10 +50,15 @@ POLICY: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/v1/subjects/{name}/templates"): frozenset({ENROLLER}),
     ("POST", "/v1/subjects/{name}/templates"): frozenset({ENROLLER}),
     ("DELETE", "/v1/subjects/{name}/templates/{template_id}"): frozenset({ENROLLER}),
+    ("GET", "/v1/subjects/{name}/templates/{template_id}/crop"): frozenset({ENROLLER}),
+    ("GET", "/v1/subjects/{name}/history"): frozenset({ENROLLER}),
     # operator and reviewer read events; only a reviewer decides
     ("GET", "/v1/events"): frozenset({OPERATOR, REVIEWER}),
     ("GET", "/v1/events/{event_id}"): frozenset({OPERATOR, REVIEWER}),
     ("GET", "/v1/events/{event_id}/crop"): frozenset({OPERATOR, REVIEWER}),
+    ("GET", "/v1/events/stream"): frozenset({OPERATOR, REVIEWER}),
+    ("GET", "/v1/events/{event_id}/templates"): frozenset({OPERATOR, REVIEWER}),
+    ("GET", "/v1/events/{event_id}/templates/{template_id}/crop"): frozenset({OPERATOR, REVIEWER}),
     ("POST", "/v1/events/{event_id}/review"): frozenset({REVIEWER}),
     # auditor: the ledger, and nothing else
     ("GET", "/v1/audit"): frozenset({AUDITOR}),
@@ -69,11 +74,21 @@ POLICY: dict[tuple[str, str], frozenset[Role]] = {
     # everyone
     ("GET", "/healthz"): EVERYONE,
     ("GET", "/metrics"): EVERYONE,
+    ("GET", "/v1/status"): EVERYONE,
+    # the console's session: who is signed in, and signing out
+    ("GET", "/v1/session"): EVERYONE,
+    ("DELETE", "/v1/session"): EVERYONE,
 }
 """Who may call what: the policy the API must enforce, written out by hand."""
 
-PUBLIC_DOCS = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
-"""The only routes outside the API (FastAPI's documentation pages), which take no key."""
+PUBLIC_DOCS = frozenset(
+    {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/docs-static", "/", "/console"}
+)
+"""The only routes outside the API, which take no key: FastAPI's documentation pages (and
+their files), and the console's page and files (which hold no data)."""
+
+SIGN_IN = ("POST", "/v1/session")
+"""The one API route that takes a key in its body instead (tests/web/test_sessions.py)."""
 
 PUBLIC: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/livez"): {"status": "ok"},
@@ -98,7 +113,7 @@ def operations(app: FastAPI) -> set[tuple[str, str]]:
     return {
         (method, path)
         for route, path, methods in route_entries(app)
-        if isinstance(route, APIRoute)
+        if isinstance(route, APIRoute) and route.include_in_schema
         for method in methods
     }
 
@@ -110,6 +125,7 @@ def concrete(path: str) -> str:
         .replace("{template_id}", "1")
         .replace("{event_id}", "999999")
         .replace("{key_id}", "00000000")
+        .replace("/v1/events/stream", "/v1/events/stream?seconds=0.3")
     )
 
 

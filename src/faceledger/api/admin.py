@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from faceledger import __version__
 from faceledger.access import ApiKey, Permission, Role
 from faceledger.api.auth import acting, ops, require, service
 
@@ -133,6 +134,52 @@ def healthz(request: Request, key: Anyone) -> Any:
         profile=gallery.config.profile,
         threads=gallery.config.threads,
     )
+
+
+class Gallery(BaseModel):
+    subjects: int
+    templates: int
+    watchlists: int
+
+
+class Queues(BaseModel):
+    pending_reviews: int
+    outbox: int
+
+
+class RetentionSettings(BaseModel):
+    keep_events_days: float | None
+    keep_evidence_days: float | None
+    keep_unknown_days: float | None = Field(description="null: strangers' crops are never kept")
+
+
+class CameraSeen(BaseModel):
+    camera: str
+    events: int
+    last_event_at: str
+
+
+class Status(BaseModel):
+    version: str
+    profile: str
+    model: str
+    detector: str
+    models_loaded: bool
+    schema_version: int
+    database: str
+    strictness: str
+    quality_floor: float
+    gallery: Gallery
+    queues: Queues
+    retention: RetentionSettings
+    cameras: list[CameraSeen] = Field(description="the cameras events came from")
+
+
+@router.get("/v1/status", response_model=Status, tags=["health"])
+def status(request: Request, key: Anyone) -> Any:
+    """Models, gallery size, review and delivery queues, retention settings, and the
+    cameras events came from (counts and names of cameras only: no one's name)."""
+    return Status(version=__version__, **ops(request).status())
 
 
 @router.get(

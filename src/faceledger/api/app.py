@@ -8,18 +8,20 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
 
-from faceledger import __version__
-from faceledger.api import admin, audit, errors, events, search, subjects
+from faceledger import __version__, web
+from faceledger.api import admin, audit, errors, events, search, session, subjects
 from faceledger.api.limits import BodyLimits
 from faceledger.api.service import Service
 from faceledger.config import Config
 from faceledger.operations import Operations
 
-DESCRIPTION = """Accountable face recognition over HTTP.
+DESCRIPTION = """Accountable face recognition over HTTP. The operator console is at `/`.
 
 Every endpoint needs an API key in the `X-API-Key` header (make one with
-`faceledger keys create --role ROLE --name WHO`). Roles: `admin` (keys, watch lists,
+`faceledger keys create --role ROLE --name WHO`), or the console's session cookie with its
+`X-CSRF-Token` (`POST /v1/session`). Roles: `admin` (keys, watch lists,
 retention), `enroller` (subjects, templates), `operator` (identify, verify, detect, events),
 `reviewer` (events, review), `auditor` (the audit ledger). Every search, enrollment,
 deletion, review and key change is written to a hash-chained audit ledger.
@@ -39,16 +41,20 @@ def create_app(config: Config, ops: Operations | None = None, *, load: bool = Tr
         yield
         svc.close()
 
-    app = FastAPI(
+    # the documentation pages' scripts and styles are served from here, not from a CDN
+    app = FastAPIOffline(
         title="faceledger",
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        redoc_url=None,
+        static_url="/docs-static",
     )
     app.state.service = svc
     errors.install(app)
-    for module in (search, subjects, events, audit, admin):
+    for module in (session, search, subjects, events, audit, admin):
         app.include_router(module.router)
+    web.install(app)
     # innermost first: bodies are limited inside CORS (whose headers reach a 401 or 413),
     # and measured outside both (their 401s and 413s are counted too)
     app.add_middleware(BodyLimits, service=svc)
@@ -57,7 +63,7 @@ def create_app(config: Config, ops: Operations | None = None, *, load: bool = Tr
             CORSMiddleware,
             allow_origins=svc.config.cors_origins,
             allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["X-API-Key", "Content-Type"],
+            allow_headers=["X-API-Key", "Content-Type"],  # never X-CSRF-Token
         )
     _measure(app, svc)
     return app

@@ -1,5 +1,9 @@
-"""API keys in the ``X-API-Key`` header, checked against the role's permissions; the
-acting context (who, role, purpose, case) each operation is called with."""
+"""API keys, checked against the role's permissions; the acting context (who, role,
+purpose, case) each operation is called with.
+
+A key comes in the ``X-API-Key`` header, or, from the operator console, through a session
+cookie (:mod:`.sessions`): the server holds the key behind it, and a state-changing
+request with the cookie must carry the session's CSRF token."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from fastapi.security import APIKeyHeader
 from faceledger.access import ApiKey, Permission, allowed
 from faceledger.api.errors import ApiError
 from faceledger.api.service import Service
+from faceledger.api.sessions import COOKIE, CSRF_HEADER, UNSAFE_METHODS
 from faceledger.operations import Acting, Operations
 
 HEADER = "X-API-Key"
@@ -44,11 +49,37 @@ def authenticate(operations: Operations, token: str | None) -> ApiKey:
     return key
 
 
+def authenticate_request(svc: Service, request: Request) -> ApiKey:
+    """The active key of a request: its ``X-API-Key`` header, else its session cookie
+    (whose CSRF token a POST, PUT, PATCH or DELETE must carry). 401 or 403 ApiError."""
+    token = request.headers.get(HEADER)
+    if token:
+        return authenticate(svc.ops, token)
+    cookie = request.cookies.get(COOKIE)
+    if not cookie:
+        return authenticate(svc.ops, None)
+    session = svc.sessions.get(cookie)
+    if session is None:
+        raise ApiError(401, "Unauthorized", "the console session ended; sign in again")
+    if request.method in UNSAFE_METHODS and not session.csrf_ok(request.headers.get(CSRF_HEADER)):
+        raise ApiError(
+            403, "Forbidden", f"the {CSRF_HEADER} header is missing or wrong for this session"
+        )
+    key = svc.ops.authenticate(session.token)
+    if key is None:
+        svc.sessions.close(session.id)
+        raise ApiError(401, "Unauthorized", "this session's API key was revoked; sign in again")
+    return key
+
+
 def require(permission: Permission) -> Callable[..., ApiKey]:
     """A dependency: the caller's key, if it may use ``permission`` (401/403 otherwise)."""
 
     def check(request: Request, token: str | None = Security(_header)) -> ApiKey:
-        key = getattr(request.state, AUTHENTICATED, None) or authenticate(ops(request), token)
+        # ``token`` is declared for the OpenAPI page; the header is read again below
+        key = getattr(request.state, AUTHENTICATED, None) or authenticate_request(
+            service(request), request
+        )
         if not allowed(key.role, permission):
             raise ApiError(
                 403,

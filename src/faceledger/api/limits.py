@@ -3,9 +3,10 @@
 A pure ASGI middleware (it buffers nothing). For a request that carries a body
 (``Content-Length`` above 0, or ``Transfer-Encoding``, i.e. chunked) it:
 
-1. checks the ``X-API-Key`` header (:func:`faceledger.api.auth.authenticate`, through the
-   service's operations) before the application may read any of the body; a missing,
-   unknown or revoked key is answered 401 with the body unread;
+1. checks the ``X-API-Key`` header, or the console's session cookie and CSRF token
+   (:func:`faceledger.api.auth.authenticate_request`), before the application may read any
+   of the body; a missing, unknown or revoked key is answered 401 with the body unread (the
+   sign-in request, which brings a key, is held to :data:`SIGN_IN_CAP` bytes instead);
 2. answers 413 at once when the declared ``Content-Length`` is over the cap;
 3. counts the body as the application receives it and, as soon as the count passes the
    cap (a chunked body declares no length), answers 413 and tells the application the
@@ -34,12 +35,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from faceledger.api.auth import AUTHENTICATED, HEADER, authenticate
+from faceledger.api.auth import AUTHENTICATED, authenticate_request
 from faceledger.api.errors import ApiError
 from faceledger.api.service import Service
 
 MULTIPART_ROOM = 64 * 1024
 """Bytes allowed over ``max_upload`` for multipart framing and form fields."""
+SIGN_IN = ("POST", "/v1/session")
+"""The one request with a body and no key yet: it brings the key (in at most
+:data:`SIGN_IN_CAP` bytes)."""
+SIGN_IN_CAP = 4096
 
 
 def body_cap(max_upload: int) -> int:
@@ -145,20 +150,24 @@ class BodyLimits:
         if scope["type"] != "http" or not has_body(scope):
             await self.app(scope, receive, send)
             return
+        signing_in = (scope["method"], scope["path"]) == SIGN_IN
+        cap = SIGN_IN_CAP if signing_in else self.cap
         try:
-            await self._authenticate(scope)
-            if declared_over(scope, self.cap):
-                raise too_large(self.cap)
+            if not signing_in:
+                await self._authenticate(scope)
+            if declared_over(scope, cap):
+                raise too_large(cap)
         except Exception as exc:  # rendered by the app's handlers, as the routes' are
             await answer_error(scope, send, exc)
             return
-        metered = _Metered(scope, receive, send, self.cap)
+        metered = _Metered(scope, receive, send, cap)
         await self.app(scope, metered.receive, metered.send)
 
     async def _authenticate(self, scope: Scope) -> None:
-        """The 401 (ApiError) unless the request's key is active; a database query, so in
-        a worker thread as the routes' own key checks are."""
-        token = _header(scope, HEADER.lower().encode())
-        key = await anyio.to_thread.run_sync(authenticate, self.service.ops, token)
+        """The 401 (ApiError) unless the request's key (header or session cookie, with its
+        CSRF token) is active; a database query, so in a worker thread as the routes' own
+        key checks are."""
+        request = Request(scope)
+        key = await anyio.to_thread.run_sync(authenticate_request, self.service, request)
         # the route's own check takes it from here instead of asking the database again
         scope.setdefault("state", {})[AUTHENTICATED] = key

@@ -6,7 +6,10 @@ from datetime import datetime, timezone
 from typing import Annotated
 
 from fastapi import Query
+from fastapi.responses import Response
 from pydantic import AfterValidator
+
+from faceledger.faces.crops import crop_media_type
 
 
 def _in_utc(value: datetime | None) -> datetime | None:
@@ -30,3 +33,11 @@ Since = Annotated[
 
 SQL_ID_MAX = 2**63 - 1
 """The largest row id SQLite stores: a larger one is a 422, not an overflow in the query."""
+
+
+def crop_response(data: bytes, seq: int) -> Response:
+    """A face crop as sent: its image type, the ledger entry that recorded this viewing
+    (``X-Ledger-Seq``), and never cached (each viewing is on the record)."""
+    media = crop_media_type(data) or "application/octet-stream"
+    headers = {"X-Ledger-Seq": str(seq), "Cache-Control": "private, no-store"}
+    return Response(data, media_type=media, headers=headers)

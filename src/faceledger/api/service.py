@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from faceledger.api.metrics import Metrics
+from faceledger.api.sessions import SessionStore
 from faceledger.config import Config
 from faceledger.operations import Operations
 
@@ -17,6 +18,7 @@ from faceledger.operations import Operations
 class Service:
     ops: Operations
     metrics: Metrics = field(default_factory=Metrics)
+    sessions: SessionStore = field(default_factory=SessionStore)
     owned: bool = True
     """Whether :meth:`close` closes ``ops`` (False when the caller lent them)."""
 

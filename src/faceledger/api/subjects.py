@@ -6,12 +6,13 @@ from typing import Annotated, Any
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Depends, File, Form, Path, Request, UploadFile
+from fastapi.responses import Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from faceledger.access import ApiKey, Permission
 from faceledger.api.auth import acting, ops, require, service
 from faceledger.api.errors import ApiError
-from faceledger.api.params import SQL_ID_MAX
+from faceledger.api.params import SQL_ID_MAX, crop_response
 from faceledger.api.uploads import read_upload
 from faceledger.errors import ConfigError, NotFoundError
 from faceledger.operations.subjects import BASIS_MAX
@@ -115,7 +116,12 @@ class Template(BaseModel):
     model_id: str
     source_name: str
     source_sha256: str
-    quality: float
+    quality: float = Field(description="sharpness of the aligned crop (variance of Laplacian)")
+    quality_score: float | None = Field(
+        None,
+        description="the face quality score (0-1) at enrollment, against the floor every "
+        "decision is gated by; null for templates enrolled before schema v7",
+    )
     legal_basis: str
     created_at: str
 
@@ -130,6 +136,15 @@ class Enrolled(BaseModel):
     enrolled: list[str]
     failures: list[EnrollFailure]
     ledger_seq: int | None
+
+
+class HistoryEntry(BaseModel):
+    seq: int
+    at: str
+    actor: str
+    role: str
+    action: str
+    detail: str = Field(description="what the entry did to this subject, in words")
 
 
 class Erased(BaseModel):
@@ -181,6 +196,48 @@ def erase(request: Request, key: Writer, name: Name) -> Any:
 def templates(request: Request, key: Reader, name: Name) -> Any:
     _, found = ops(request).subject(name)
     return [Template(**t.__dict__) for t in found]
+
+
+@router.get(
+    "/{name}/templates/{template_id}/crop",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}, "description": "the enrolled face crop"}},
+)
+def template_crop(
+    request: Request,
+    key: Reader,
+    name: Name,
+    template_id: Annotated[int, Path(ge=1, le=SQL_ID_MAX)],
+) -> Response:
+    """A template's face crop (a thumbnail of the enrolled photo's face); each viewing is
+    recorded (``X-Ledger-Seq``)."""
+    seen = ops(request).view_template(acting(key), name, template_id)
+    return crop_response(seen.value, seen.seq)
+
+
+@router.get("/{name}/history", response_model=list[HistoryEntry])
+def history(request: Request, key: Reader, name: Name) -> Any:
+    """The ledger entries that changed this subject's record, oldest first: creation,
+    enrollments, watch-list additions, template deletions (searches are not among them)."""
+    return [
+        HistoryEntry(
+            seq=e.seq, at=e.at, actor=e.actor, role=e.role, action=e.action, detail=_detail(e)
+        )
+        for e in ops(request).subject_history(name)
+    ]
+
+
+def _detail(entry: Any) -> str:
+    result = entry.result if isinstance(entry.result, dict) else {}
+    if entry.action == "subject.create":
+        lists = ", ".join(result.get("watchlists") or []) or "none"
+        return f"created; legal basis: {result.get('legal_basis')}; watch lists: {lists}"
+    if entry.action == "enroll":
+        made = "created and " if result.get("created") else ""
+        return f"{made}{result.get('templates')} template(s) enrolled"
+    if entry.action == "watchlist.add":
+        return f"added to watch list {result.get('watchlist')}"
+    return f"template {result.get('template')} deleted"
 
 
 @router.post("/{name}/templates", status_code=201, response_model=Enrolled)

@@ -116,7 +116,7 @@ def subjects_show(name: str, db: Db = None, json_out: Json = False) -> None:
         f"legal basis: {shown(info.legal_basis)}"
     )
     table = Table()
-    for col in ("id", "model", "source", "sha256", "sharpness", "basis", "added"):
+    for col in ("id", "model", "source", "sha256", "quality", "sharpness", "basis", "added"):
         table.add_column(col)
     for t in templates:
         table.add_row(
@@ -124,6 +124,7 @@ def subjects_show(name: str, db: Db = None, json_out: Json = False) -> None:
             shown(t.model_id),
             shown(t.source_name),
             shown(t.source_sha256[:12]),
+            "—" if t.quality_score is None else f"{t.quality_score:.2f}",
             f"{t.quality:.0f}",
             shown(t.legal_basis),
             shown(t.created_at),

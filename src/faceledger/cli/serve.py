@@ -11,6 +11,10 @@ from faceledger.cli.common import Db, Offline, Profile, Strictness, app, handle_
 from faceledger.cli.render import err
 from faceledger.config import load_config
 
+GRACE_S = 3
+"""Seconds a stopping server waits for open requests (a live event feed never ends on its
+own) before it closes them."""
+
 
 @app.command()
 @handle_errors
@@ -41,7 +45,8 @@ def serve(
     strictness: Strictness = None,
     offline: Offline = False,
 ) -> None:
-    """Serve the REST API, on 127.0.0.1 unless told otherwise (OpenAPI page at /docs).
+    """Serve the REST API and the operator console, on 127.0.0.1 unless told otherwise
+    (the console at /, the OpenAPI page at /docs).
 
     Every call needs an API key in the X-API-Key header; make one with:
     faceledger keys create --role operator --name alice
@@ -64,5 +69,13 @@ def serve(
     application = create_app(config)
     if config.host not in ("127.0.0.1", "localhost", "::1"):
         err.print(f"[yellow]warning:[/] listening on {config.host}: reachable from the network")
-    err.print(f"faceledger API on http://{config.host}:{config.port}/docs  (gallery {config.db})")
-    uvicorn.run(application, host=config.host, port=config.port, log_level="warning")
+    base = f"http://{config.host}:{config.port}"
+    err.print(f"faceledger console on {base}/  API docs on {base}/docs  (gallery {config.db})")
+    # open live feeds (the console's review queue) are cut after a few seconds at shutdown
+    uvicorn.run(
+        application,
+        host=config.host,
+        port=config.port,
+        log_level="warning",
+        timeout_graceful_shutdown=GRACE_S,
+    )

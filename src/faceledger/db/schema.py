@@ -42,11 +42,13 @@ templates = sa.Table(
     sa.Column("legal_basis", sa.Text, nullable=False),
     sa.Column("source_name", sa.Text, nullable=False),
     sa.Column("source_sha256", sa.String(64), nullable=False),
-    sa.Column("quality", sa.Float, nullable=False),
+    sa.Column("quality", sa.Float, nullable=False),  # sharpness of the aligned crop
     sa.Column("det_score", sa.Float, nullable=False),
     sa.Column("crop_png", sa.LargeBinary, nullable=False),
     sa.Column("crop_geometry", sa.Text, nullable=False),
     sa.Column("created_at", sa.String(40), nullable=False),
+    # v7: the face quality score (0-1) at enrollment; NULL for templates from before v7
+    sa.Column("quality_score", sa.Float, nullable=True),
 )
 # v2: what video scanning decided (one row per face track; see faceledger.events.store)
 events = sa.Table(

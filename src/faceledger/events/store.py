@@ -25,7 +25,7 @@ from PIL import Image
 
 from faceledger.db import Store, engine_with_schema
 from faceledger.db.engine import write_txn
-from faceledger.db.schema import events, outbox, subjects
+from faceledger.db.schema import events, outbox, reviews, subjects
 from faceledger.errors import NotFoundError
 from faceledger.gallery.watchlists import reviews_needed
 
@@ -246,6 +246,50 @@ class EventStore:
             raise NotFoundError(f"no event {event_id}")
         crop = row.best_crop_png
         return _record(row, None if crop is None else bytes(crop))
+
+    def changed(
+        self, after_event: int, after_review: int, limit: int = 200
+    ) -> tuple[builtins.list[EventRecord], int, int]:
+        """Events made after event ``after_event`` or reviewed after review ``after_review``
+        (oldest first, at most ``limit``), and the cursor to ask from next: (events, last
+        event id, last review id). ``changed(-1, -1)`` returns nothing but the cursor."""
+        with self.engine.connect() as conn:
+            top_event = int(conn.execute(sa.select(sa.func.max(events.c.id))).scalar() or 0)
+            top_review = int(conn.execute(sa.select(sa.func.max(reviews.c.id))).scalar() or 0)
+            if after_event < 0:
+                return [], top_event, top_review
+            reviewed = sa.select(reviews.c.event_id).where(
+                reviews.c.id > after_review, reviews.c.id <= top_review
+            )
+            query = (
+                sa.select(*_COLUMNS)
+                .where(
+                    sa.or_(
+                        sa.and_(events.c.id > after_event, events.c.id <= top_event),
+                        events.c.id.in_(reviewed),
+                    )
+                )
+                .order_by(events.c.id)
+                .limit(limit)
+            )
+            found = [_record(row) for row in conn.execute(query).all()]
+        if len(found) == limit:  # more waiting: resume after the last one sent
+            top_event = min(top_event, found[-1].id)
+        return found, top_event, top_review
+
+    def cameras(self) -> builtins.list[dict[str, Any]]:
+        """The cameras that events came from: name, event count, last event time."""
+        query = (
+            sa.select(events.c.camera, sa.func.count(), sa.func.max(events.c.created_at))
+            .where(events.c.camera.is_not(None))
+            .group_by(events.c.camera)
+            .order_by(events.c.camera)
+        )
+        with self.engine.connect() as conn:
+            return [
+                {"camera": name, "events": int(n), "last_event_at": last}
+                for name, n, last in conn.execute(query).all()
+            ]
 
     def queue_counts(self) -> dict[str, int]:
         """Events waiting for review, and webhook deliveries waiting in the outbox."""

@@ -50,6 +50,9 @@ class NewTemplate:
     crop_png: bytes
     crop_geometry: dict[str, Any]
     """Box and landmarks of the face inside the stored crop."""
+    quality_score: float | None = None
+    """The face quality score (0-1) the photo was enrolled at (faceledger.faces.quality);
+    ``quality`` is the aligned crop's sharpness."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,8 @@ class TemplateInfo:
     quality: float
     legal_basis: str
     created_at: str
+    quality_score: float | None = None
+    """The face quality score (0-1) at enrollment; None for templates from before v7."""
 
 
 @dataclass(frozen=True)
@@ -188,6 +193,7 @@ class Gallery:
                         "crop_png": t.crop_png,
                         "crop_geometry": json.dumps(t.crop_geometry),
                         "created_at": stamp,
+                        "quality_score": t.quality_score,
                     }
                     for t in new
                 ],
@@ -358,6 +364,7 @@ class Gallery:
                 templates.c.quality,
                 templates.c.legal_basis,
                 templates.c.created_at,
+                templates.c.quality_score,
             )
             .join(subjects)
             .where(subjects.c.name == name)
@@ -365,6 +372,19 @@ class Gallery:
         )
         with self.engine.connect() as conn:
             return info, [TemplateInfo(*row) for row in conn.execute(query).all()]
+
+    def template_crop(self, template_id: int) -> tuple[str, bytes]:
+        """A template's stored face crop (PNG) and its subject's name; NotFoundError."""
+        query = (
+            sa.select(subjects.c.name, templates.c.crop_png)
+            .join(subjects)
+            .where(templates.c.id == template_id)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            raise NotFoundError(f"no template {template_id} in {self.name}")
+        return str(row[0]), bytes(row[1])
 
     def vectors(self, model_id: str) -> tuple[np.ndarray, np.ndarray]:
         """All templates as ((n, d) float32 vectors, (n,) subject names); checks the model."""

@@ -324,6 +324,24 @@ class Ledger:
             for row in conn.execute(query):
                 yield _entry(row)
 
+    def mentioning(
+        self, texts: Iterable[str], actions: Iterable[str], limit: int = 1000
+    ) -> list[LedgerEntry]:
+        """Entries of ``actions`` whose result's JSON holds any of ``texts`` (oldest first):
+        a coarse filter for the caller to refine."""
+        needles = [_json(t)[1:-1] for t in texts]
+        query = (
+            sa.select(*(ledger.c[name] for name in (*_FIELDS, "hash")))
+            .where(
+                ledger.c.action.in_(list(actions)),
+                sa.or_(*(ledger.c.result.contains(n, autoescape=True) for n in needles)),
+            )
+            .order_by(ledger.c.seq)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [_entry(row) for row in conn.execute(query)]
+
     def export(self, fp: IO[str]) -> int:
         """Write every entry as one JSON line (hashes included); returns the count."""
         count = 0

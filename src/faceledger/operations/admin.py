@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import IO, Any
 
 from sqlalchemy.engine import Connection
@@ -118,6 +118,38 @@ class AdminOperations(OperationsBase):
 
     def audit_head(self) -> str:
         return self.ledger.head()
+
+    def status(self) -> dict[str, Any]:
+        """What a status page shows: models, gallery size, queues, retention, cameras."""
+        engine = self.engine  # made, not loaded: the model cards and settings
+        subjects = self.gallery.subjects()
+        config = self.config
+
+        def days(value: timedelta | None) -> float | None:
+            return None if value is None else round(value.total_seconds() / 86400, 3)
+
+        return {
+            "profile": config.profile,
+            "model": self.model_id,
+            "detector": self.detector_id,
+            "models_loaded": self.loaded,
+            "schema_version": self.schema_version,
+            "database": self.db_name,
+            "strictness": config.strictness,
+            "quality_floor": engine.quality_floor,
+            "gallery": {
+                "subjects": len(subjects),
+                "templates": sum(s.templates for s in subjects),
+                "watchlists": len(self.watchlists.all()),
+            },
+            "queues": self.events.queue_counts(),
+            "retention": {
+                "keep_events_days": days(config.keep_events),
+                "keep_evidence_days": days(config.keep_evidence),
+                "keep_unknown_days": days(config.keep_unknown),
+            },
+            "cameras": self.events.cameras(),
+        }
 
     def queue_counts(self) -> dict[str, int]:
         """Pending reviews and undelivered outbox rows (for metrics)."""

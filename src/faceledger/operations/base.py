@@ -75,6 +75,8 @@ class OperationsBase:
             raise
         self._engine = engine
         self._lock: threading.Lock | None = None
+        self.loaded = False
+        """Whether :meth:`load` has loaded every model (otherwise they load on first use)."""
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -124,6 +126,7 @@ class OperationsBase:
         """Resolve, verify and load every model now, and read the gallery's templates."""
         self.engine.load()
         self.engine.matcher()
+        self.loaded = True
 
     def _forget_erased(self) -> None:
         """After an erasure: this process's index drops the erased vectors now, and every

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 from faceledger.errors import NotFoundError
 from faceledger.events.review import Review, ReviewState
 from faceledger.events.store import EventRecord
+from faceledger.gallery.store import TemplateInfo
 from faceledger.ledger.chain import MAX_TEXT, LedgerEntry
 from faceledger.operations.acting import Acting
 from faceledger.operations.base import OperationsBase, Recorded
@@ -59,6 +60,43 @@ class EventOperations(OperationsBase):
         digest = hashlib.sha256(record.crop_png).hexdigest()  # exactly what left
         entry = self._log(acting.record("event.crop.view", {"event": event_id}, inputs=[digest]))
         return Recorded(record.crop_png, entry)
+
+    def changed_events(
+        self, after_event: int, after_review: int
+    ) -> tuple[builtins.list[EventRecord], int, int]:
+        """Events made or reviewed since a cursor (a live view's feed):
+        :meth:`faceledger.events.store.EventStore.changed`."""
+        return self.events.changed(after_event, after_review)
+
+    def cameras(self) -> builtins.list[dict[str, object]]:
+        """The cameras events came from, with their event count and last event time."""
+        return self.events.cameras()
+
+    def event_templates(self, event_id: int) -> builtins.list[TemplateInfo]:
+        """The enrolled templates of the subject an event named (to set beside its
+        evidence); none when it named no one or the subject was erased since."""
+        record = self._event(event_id)
+        if record.subject is None or record.subject_id is None:
+            return []
+        if not self.gallery.has_subject(record.subject):
+            return []
+        return self.gallery.subject(record.subject)[1]
+
+    def view_event_template(
+        self, acting: Acting, event_id: int, template_id: int
+    ) -> Recorded[bytes]:
+        """One enrolled template's crop of the subject an event named (a reviewer compares
+        it with the evidence); each viewing is recorded. NotFoundError when the template is
+        not that subject's."""
+        if self._no_such_id(template_id) or template_id not in {
+            t.id for t in self.event_templates(event_id)
+        }:
+            raise NotFoundError(f"event {event_id}'s subject has no template {template_id}")
+        _, png = self.gallery.template_crop(template_id)
+        digest = hashlib.sha256(png).hexdigest()
+        result = {"event": event_id, "template": template_id}
+        entry = self._log(acting.record("template.crop.view", result, inputs=[digest]))
+        return Recorded(png, entry)
 
     def review(
         self, acting: Acting, event_id: int, decision: str, comment: str | None = None

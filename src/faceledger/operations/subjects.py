@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -12,7 +13,7 @@ from faceledger.engine import EnrollReport, Failed, template_task
 from faceledger.errors import ConfigError, NotFoundError
 from faceledger.gallery.store import Erasure, NewTemplate, SubjectInfo, TemplateInfo
 from faceledger.images import ImageSource
-from faceledger.ledger.audit import erasure_summary
+from faceledger.ledger.audit import erasure_summary, name_digest
 from faceledger.ledger.chain import LedgerEntry
 from faceledger.operations.acting import Acting
 from faceledger.operations.base import OperationsBase, Recorded
@@ -20,6 +21,21 @@ from faceledger.text import free_text, subject_name
 
 BASIS_MAX = 2000
 """The longest legal basis kept, in characters (the ledger entry repeats it)."""
+
+
+HISTORY_ACTIONS = ("subject.create", "enroll", "watchlist.add", "template.delete")
+"""The ledger actions that change a subject's record (its history)."""
+
+
+def _concerns(result: object, name: str, digest: str) -> bool:
+    if not isinstance(result, dict):
+        return False
+    listed = result.get("subjects")
+    return (
+        result.get("subject") == name
+        or result.get("subject_sha256") == digest
+        or (isinstance(listed, list) and name in listed)
+    )
 
 
 class SubjectOperations(OperationsBase):
@@ -30,6 +46,28 @@ class SubjectOperations(OperationsBase):
 
     def subject(self, name: str) -> tuple[SubjectInfo, list[TemplateInfo]]:
         return self.gallery.subject(name)
+
+    def view_template(self, acting: Acting, name: str, template_id: int) -> Recorded[bytes]:
+        """A template's stored face crop (PNG); each viewing is recorded. NotFoundError
+        when the subject has no such template."""
+        if self._no_such_id(template_id):
+            raise NotFoundError(f"subject {name!r} has no template {template_id}")
+        owner, png = self.gallery.template_crop(template_id)
+        if owner != name:
+            raise NotFoundError(f"subject {name!r} has no template {template_id}")
+        digest = hashlib.sha256(png).hexdigest()
+        result = {"subject": name, "template": template_id}
+        entry = self._log(acting.record("template.crop.view", result, inputs=[digest]))
+        return Recorded(png, entry)
+
+    def subject_history(self, name: str) -> list[LedgerEntry]:
+        """The ledger entries that changed this subject's record (oldest first): its
+        creation, enrollments, watch-list additions and template deletions. Searches and
+        viewings are not among them (they are the audit ledger's, for auditors)."""
+        self.subject(name)  # NotFoundError for a name the gallery does not hold
+        digest = name_digest(name)
+        found = self.ledger.mentioning([name, digest], HISTORY_ACTIONS)
+        return [e for e in found if _concerns(e.result, name, digest)]
 
     def has_subject(self, name: str) -> bool:
         return self.gallery.has_subject(name)
