@@ -18,6 +18,7 @@ from faceledger.cli import (
     audit,  # noqa: F401  (registers the audit and retention commands)
     bench,  # noqa: F401  (registers the bench commands)
     bench_bulk,  # noqa: F401  (registers bench bulk)
+    bench_console,  # noqa: F401  (registers bench console)
     bench_degraded,  # noqa: F401  (registers bench degraded)
     bench_shared,  # noqa: F401  (registers bench shared-db)
     render,
