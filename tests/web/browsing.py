@@ -18,7 +18,7 @@ AXE_RUN = """async () => {
     nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}));
 }"""
 BLUR_FACES = """() => { for (const img of document.querySelectorAll('img'))
-  img.style.filter = 'blur(9px)'; }"""
+  img.style.filter = 'blur(24px)'; }"""
 """For screenshots kept in docs/: every image is blurred (faces are never committed)."""
 
 
