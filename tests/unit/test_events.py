@@ -413,3 +413,26 @@ def test_webhook_parks_an_event_the_server_keeps_refusing(gallery: Gallery) -> N
 def test_webhook_url_must_be_http(gallery: Gallery, url: str) -> None:
     with pytest.raises(ConfigError, match="http"):
         WebhookSink(url, gallery)
+
+
+# ---- the live feed's cursor ---------------------------------------------------------------
+
+
+def test_changed_pages_through_new_and_reviewed_events(gallery: Gallery, store: EventStore) -> None:
+    from faceledger.events.review import Reviews
+
+    _, top_event, top_review = store.changed(-1, -1)  # "now": nothing, and where it is
+    made = [store.add(decision("ada", track=i), "door", "m1") for i in range(5)]
+    first, cursor_e, cursor_r = store.changed(top_event, top_review, limit=2)
+    assert [e.id for e in first] == made[:2] and cursor_e == made[1]
+    rest, cursor_e, cursor_r = store.changed(cursor_e, cursor_r, limit=10)
+    assert [e.id for e in rest] == made[2:] and cursor_e == made[-1]
+    assert store.changed(cursor_e, cursor_r) == ([], cursor_e, cursor_r)  # nothing new
+    reviews = Reviews(gallery)
+    reviews.decide(made[0], "reviewer-1", "reject", None)
+    reviews.decide(made[3], "reviewer-1", "confirm", None)
+    seen, cursor_e2, cursor_r2 = store.changed(cursor_e, cursor_r, limit=1)
+    assert [(e.id, e.review) for e in seen] == [(made[0], "rejected")]  # one review a call
+    seen, _, cursor_r3 = store.changed(cursor_e2, cursor_r2, limit=1)
+    assert [(e.id, e.review) for e in seen] == [(made[3], "confirmed")]
+    assert store.changed(cursor_e2, cursor_r3)[0] == []

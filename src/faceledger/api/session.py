@@ -13,7 +13,8 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
 from faceledger.access import PERMISSIONS, ApiKey, Permission
-from faceledger.api.auth import HEADER, authenticate, require, service
+from faceledger.api.auth import HEADER, require, service
+from faceledger.api.errors import ApiError
 from faceledger.api.sessions import COOKIE, LIFETIME, Session
 
 router = APIRouter(prefix="/v1/session", tags=["session"])
@@ -52,8 +53,11 @@ def sign_in(request: Request, response: Response, body: SignIn) -> Any:
     """Open a console session with an API key: sets the session cookie (HttpOnly,
     SameSite=Strict; Secure over HTTPS). 401 for an unknown or revoked key."""
     svc = service(request)
-    key = authenticate(svc.ops, body.api_key.strip())
-    session = svc.sessions.open(body.api_key.strip())
+    token = body.api_key.strip()
+    key = svc.ops.authenticate(token) if token else None
+    if key is None:
+        raise ApiError(401, "Unauthorized", "unknown or revoked API key")
+    session = svc.sessions.open(token)
     response.set_cookie(
         COOKIE,
         session.id,

@@ -250,32 +250,36 @@ class EventStore:
     def changed(
         self, after_event: int, after_review: int, limit: int = 200
     ) -> tuple[builtins.list[EventRecord], int, int]:
-        """Events made after event ``after_event`` or reviewed after review ``after_review``
-        (oldest first, at most ``limit``), and the cursor to ask from next: (events, last
-        event id, last review id). ``changed(-1, -1)`` returns nothing but the cursor."""
+        """Events made after event ``after_event``, then events reviewed after review
+        ``after_review`` (at most ``limit`` of each, oldest first), and the cursor to ask
+        from next: (events, last event id, last review id). ``changed(-1, -1)`` returns
+        nothing but the cursor (now)."""
         with self.engine.connect() as conn:
-            top_event = int(conn.execute(sa.select(sa.func.max(events.c.id))).scalar() or 0)
-            top_review = int(conn.execute(sa.select(sa.func.max(reviews.c.id))).scalar() or 0)
             if after_event < 0:
-                return [], top_event, top_review
-            reviewed = sa.select(reviews.c.event_id).where(
-                reviews.c.id > after_review, reviews.c.id <= top_review
-            )
-            query = (
+                top_event = conn.execute(sa.select(sa.func.max(events.c.id))).scalar()
+                top_review = conn.execute(sa.select(sa.func.max(reviews.c.id))).scalar()
+                return [], int(top_event or 0), int(top_review or 0)
+            made = conn.execute(
                 sa.select(*_COLUMNS)
-                .where(
-                    sa.or_(
-                        sa.and_(events.c.id > after_event, events.c.id <= top_event),
-                        events.c.id.in_(reviewed),
-                    )
-                )
+                .where(events.c.id > after_event)
                 .order_by(events.c.id)
                 .limit(limit)
-            )
-            found = [_record(row) for row in conn.execute(query).all()]
-        if len(found) == limit:  # more waiting: resume after the last one sent
-            top_event = min(top_event, found[-1].id)
-        return found, top_event, top_review
+            ).all()
+            decided = conn.execute(
+                sa.select(reviews.c.id, reviews.c.event_id)
+                .where(reviews.c.id > after_review)
+                .order_by(reviews.c.id)
+                .limit(limit)
+            ).all()
+            found = [_record(row) for row in made]
+            sent = {r.id for r in found}
+            wanted = list(dict.fromkeys(e for _, e in decided if e not in sent))
+            if wanted:  # their state now, after the reviews counted
+                query = sa.select(*_COLUMNS).where(events.c.id.in_(wanted)).order_by(events.c.id)
+                found += [_record(row) for row in conn.execute(query).all()]
+        next_event = found[len(made) - 1].id if made else after_event
+        next_review = int(decided[-1][0]) if decided else after_review
+        return found, next_event, next_review
 
     def cameras(self) -> builtins.list[dict[str, Any]]:
         """The cameras that events came from: name, event count, last event time."""
