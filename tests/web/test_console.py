@@ -78,6 +78,31 @@ def test_each_role_sees_only_its_pages_and_the_key_never_reaches_the_page(
     auditor.page.context.close()
 
 
+PAGES = {
+    "Review queue": ("review", "Review queue"),
+    "Search": ("search", "Search a photo"),
+    "Subjects": ("subjects", "Subjects"),
+    "Audit": ("audit", "Audit ledger"),
+    "Status": ("status", "Status"),
+}
+
+
+def test_every_page_holds_to_the_role_table(browser: Browser, console: Console) -> None:
+    """Each role opening each page by its address: what the role may use works, the rest is
+    refused by the API and says so (the page never shows data the key may not read)."""
+    for name, allowed in ALLOWED.items():
+        person = sign_in(browser, console, name)
+        role = name.split("-")[0]
+        for link, (route, heading) in PAGES.items():
+            page = person.go(route, heading)
+            refusal = page.get_by_role("alert").filter(has_text=f"Your key (role {role}) may not")
+            if link in allowed:
+                expect(refusal).to_have_count(0)
+            elif link != "Search":  # a search page refuses when a search is submitted
+                expect(refusal.first).to_be_visible()
+        person.page.context.close()
+
+
 def test_a_wrong_key_is_refused_in_words(browser: Browser, console: Console) -> None:
     context = browser.new_context()
     page = context.new_page()
@@ -207,6 +232,8 @@ def test_a_scanned_match_reaches_the_open_queue_and_needs_two_reviewers(
     for image in (evidence, template):
         expect(image).to_be_visible()
         assert image.evaluate("img => img.complete && img.naturalWidth > 0")
+    facts = page.locator("main dl").first
+    expect(facts).to_contain_text("stage door test")  # the scan's purpose, from its entry
     state = page.get_by_test_id("review-state")
     expect(state).to_contain_text("Needs 2 different reviewers")
     page.get_by_label("Go to the next pending event after a decision").uncheck()

@@ -67,8 +67,22 @@ class ReviewOut(BaseModel):
     at: str
 
 
+class Recording(BaseModel):
+    """The ledger entry written with the event: the scan or stream that decided it."""
+
+    ledger_seq: int
+    actor: str
+    role: str
+    action: str
+    purpose: str | None
+    case_ref: str | None
+
+
 class EventDetail(Event):
     reviews: list[ReviewOut]
+    recorded: Recording | None = Field(
+        description="who ran the scan or stream that decided it, for which purpose and case"
+    )
 
 
 class ReviewAnswer(BaseModel):
@@ -169,8 +183,22 @@ async def stream(
 
 @router.get("/{event_id}", response_model=EventDetail)
 def show(request: Request, key: Reader, event_id: EventId) -> Any:
-    record, reviews = ops(request).event(event_id)
-    return EventDetail(**record.as_json(), reviews=[ReviewOut(**r.as_json()) for r in reviews])
+    gallery = ops(request)
+    record, reviews = gallery.event(event_id)
+    entry = gallery.event_record(event_id)
+    recorded = None
+    if entry is not None:
+        recorded = Recording(
+            ledger_seq=entry.seq,
+            actor=entry.actor,
+            role=entry.role,
+            action=entry.action,
+            purpose=entry.purpose,
+            case_ref=entry.case_ref,
+        )
+    return EventDetail(
+        **record.as_json(), reviews=[ReviewOut(**r.as_json()) for r in reviews], recorded=recorded
+    )
 
 
 @router.get(

@@ -342,6 +342,25 @@ class Ledger:
         with self.engine.connect() as conn:
             return [_entry(row) for row in conn.execute(query)]
 
+    def recording_event(self, event_id: int) -> LedgerEntry | None:
+        """The entry that recorded event ``event_id`` (a scan's or a stream's decided
+        track, ``*.track``, written with it), or None."""
+        needles = [f'"event":{int(event_id)},', f'"event":{int(event_id)}}}']
+        query = (
+            sa.select(*(ledger.c[name] for name in (*_FIELDS, "hash")))
+            .where(
+                ledger.c.action.like("%.track"),
+                sa.or_(*(ledger.c.result.contains(n) for n in needles)),
+            )
+            .order_by(ledger.c.seq)
+        )
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
+                entry = _entry(row)
+                if isinstance(entry.result, dict) and entry.result.get("event") == event_id:
+                    return entry
+        return None
+
     def export(self, fp: IO[str]) -> int:
         """Write every entry as one JSON line (hashes included); returns the count."""
         count = 0

@@ -51,6 +51,12 @@ class EventOperations(OperationsBase):
         plain = EventRecord(**{**record.__dict__, "crop_png": None})
         return plain, self.reviews.of(event_id)
 
+    def event_record(self, event_id: int) -> LedgerEntry | None:
+        """The ledger entry written with the event: who ran the scan or stream that decided
+        it, for which purpose and case (None for events stored without one)."""
+        self._require_event_id(event_id)
+        return self.ledger.recording_event(event_id)
+
     def view_evidence(self, acting: Acting, event_id: int) -> Recorded[bytes]:
         """The event's face crop (PNG); each viewing is recorded before the bytes are
         returned. NotFoundError when no crop is kept."""

@@ -110,7 +110,11 @@ export async function render(view, [idText], ctx) {
     ["Seen", timeEl(seen, true)],
     ["Track time", `${num(ev.first_t, 2)}–${num(ev.last_t, 2)} s`],
     ["Model", ev.model],
-    ["Purpose", "recorded with the scan in the audit ledger"],
+    ["Purpose", ev.recorded ? (ev.recorded.purpose || "none stated") : "not recorded with this event"],
+    ["Case", (ev.recorded && ev.recorded.case_ref) || "—"],
+    ["Decided by", ev.recorded
+      ? `${ev.recorded.actor} (${ev.recorded.role}), ${ev.recorded.action}: ledger entry #${ev.recorded.ledger_seq}`
+      : "—"],
   ])));
 
   const state = h("p", { "data-testid": "review-state", role: "status", class: "state" });
