@@ -262,3 +262,16 @@ def test_an_events_templates_beside_its_evidence_each_viewing_recorded(api: Api)
     assert [h["action"] for h in history] == ["subject.create", "enroll"]
     assert history[1]["detail"] == "1 template(s) enrolled"
     assert all(h["actor"] == "enroller-1" for h in history)
+
+
+def test_the_audit_list_gives_the_newest_entries_first_when_asked(light_api: Api) -> None:
+    auditor = light_api.headers(Role.auditor)
+    oldest = light_api.client.get("/v1/audit", params={"limit": 3}, headers=auditor).json()
+    newest = light_api.client.get(
+        "/v1/audit", params={"limit": 3, "order": "newest"}, headers=auditor
+    ).json()
+    every = light_api.client.get("/v1/audit", params={"limit": 10000}, headers=auditor).json()
+    assert [e["seq"] for e in oldest] == [e["seq"] for e in every[:3]]
+    assert [e["seq"] for e in newest] == [e["seq"] for e in every[-3:]][::-1]
+    wrong = light_api.client.get("/v1/audit", params={"order": "sideways"}, headers=auditor)
+    assert wrong.status_code == 422

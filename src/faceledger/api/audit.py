@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
@@ -59,9 +59,16 @@ def list_entries(
     actor: Annotated[str | None, Query(max_length=200)] = None,
     since: Since = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+    order: Annotated[
+        Literal["oldest", "newest"],
+        Query(
+            description="oldest: the first LIMIT entries, in ledger order; newest: the "
+            "last LIMIT, newest first"
+        ),
+    ] = "oldest",
 ) -> Any:
-    """Entries oldest first, optionally filtered."""
-    found = ops(request).audit_entries(since, action, actor, limit)
+    """Entries oldest first (or the newest first), optionally filtered."""
+    found = ops(request).audit_entries(since, action, actor, limit, newest=order == "newest")
     return [Entry(**e.as_json()) for e in found]
 
 

@@ -300,9 +300,12 @@ class Ledger:
         action: str | None = None,
         actor: str | None = None,
         limit: int | None = None,
+        *,
+        newest: bool = False,
     ) -> list[LedgerEntry]:
-        """Entries in ledger order (oldest first), optionally filtered."""
-        return list(self._iter(since, action, actor, limit))
+        """Entries in ledger order (oldest first), optionally filtered; ``newest``: the
+        last ``limit`` of them instead, newest first."""
+        return list(self._iter(since, action, actor, limit, newest=newest))
 
     def _iter(
         self,
@@ -310,8 +313,11 @@ class Ledger:
         action: str | None = None,
         actor: str | None = None,
         limit: int | None = None,
+        *,
+        newest: bool = False,
     ) -> Iterator[LedgerEntry]:
-        query = sa.select(*(ledger.c[name] for name in (*_FIELDS, "hash"))).order_by(ledger.c.seq)
+        order = ledger.c.seq.desc() if newest else ledger.c.seq
+        query = sa.select(*(ledger.c[name] for name in (*_FIELDS, "hash"))).order_by(order)
         if since is not None:
             query = query.where(ledger.c.at >= iso(since))
         if action is not None:

@@ -107,8 +107,10 @@ class AdminOperations(OperationsBase):
         action: str | None = None,
         actor: str | None = None,
         limit: int | None = None,
+        *,
+        newest: bool = False,
     ) -> list[LedgerEntry]:
-        return self.ledger.entries(since, action, actor, limit)
+        return self.ledger.entries(since, action, actor, limit, newest=newest)
 
     def audit_verify(self, expected_head: str | None = None) -> VerifyReport:
         return self.ledger.verify(expected_head)

@@ -25,6 +25,8 @@ function entryRow(e) {
     h("td", { text: e.case_ref || "" }), h("td", { class: "more" }, more));
 }
 
+const LIMIT = 1000;
+
 export async function render(view, _params, ctx) {
   heading(view, "Audit ledger");
   const chain = h("div", { class: "chain-host" }, h("p", { class: "hint", text: "Verifying the chain…" }));
@@ -54,10 +56,10 @@ export async function render(view, _params, ctx) {
   let entries = [];
   function draw() {
     const q = contains.input.value.trim().toLowerCase();
-    const shown = entries.filter((e) => !q || `${e.purpose || ""}\n${e.case_ref || ""}`.toLowerCase().includes(q))
-      .slice().reverse();
+    const shown = entries.filter((e) => !q || `${e.purpose || ""}\n${e.case_ref || ""}`.toLowerCase().includes(q));
     body.replaceChildren(...shown.map(entryRow));
-    count.textContent = `${plural(shown.length, "entry", "entries")} shown`;
+    const more = entries.length >= LIMIT ? ` (the newest ${LIMIT.toLocaleString()}: narrow the filters to see older ones)` : "";
+    count.textContent = `${plural(shown.length, "entry", "entries")} shown${more}`;
   }
 
   async function load() {
@@ -68,7 +70,8 @@ export async function render(view, _params, ctx) {
       const d = new Date(since.input.value);
       if (!Number.isNaN(d.getTime())) params.set("since", d.toISOString());
     }
-    params.set("limit", "1000");
+    params.set("limit", String(LIMIT));
+    params.set("order", "newest");
     say(errors, "");
     count.textContent = "Loading the ledger…";
     try {
