@@ -156,8 +156,11 @@ def test_the_status_shows_models_gallery_queues_retention_and_cameras(light_api:
     assert seen["status-cam"]["events"] >= 1
 
 
-def read_feed(client: TestClient, seconds: float, **headers: str) -> list[dict[str, object]]:
-    """The ``event`` messages of the live feed, read for ``seconds``."""
+def read_feed(
+    client: TestClient, seconds: float, ready: list[str] | None = None, **headers: str
+) -> list[dict[str, object]]:
+    """The ``event`` messages of the live feed, read for ``seconds`` (the ``ready``
+    message's data goes into ``ready``)."""
     events: list[dict[str, object]] = []
     url = f"/v1/events/stream?seconds={seconds}"
     with client.stream("GET", url, headers=headers) as response:
@@ -169,6 +172,8 @@ def read_feed(client: TestClient, seconds: float, **headers: str) -> list[dict[s
                 kind = line[7:]
             elif line.startswith("data: ") and kind == "event":
                 events.append(json.loads(line[6:]))
+            elif line.startswith("data: ") and kind == "ready" and ready is not None:
+                ready.append(line[6:])
     return events
 
 
@@ -196,12 +201,14 @@ def test_the_live_feed_sends_new_and_reviewed_events(light_api: Api) -> None:
     worker = threading.Thread(target=later)
     worker.start()
     reviewer, _ = signed_in(api, Role.reviewer)
-    seen = read_feed(reviewer, 2.5)
+    ready: list[str] = []
+    seen = read_feed(reviewer, 2.5, ready)
     worker.join()
     ids = [(e["id"], e["review"]) for e in seen]
     assert (made[0], "pending") in ids  # made while the feed was open
     assert (before, "rejected") in ids  # reviewed while the feed was open
     assert all(e["id"] >= before for e in seen)  # nothing from before it opened
+    assert ready and re.fullmatch(r"\d+\.\d+", ready[0])  # where it started, first
     # a browser that reconnects with Last-Event-ID gets what it missed
     cursor = f"{before - 1}.0"
     again = read_feed(reviewer, 0.5, **{"Last-Event-ID": cursor})

@@ -142,8 +142,9 @@ async def stream(
         float, Query(gt=0, le=STREAM_S, description="end the feed after this long")
     ] = STREAM_S,
 ) -> StreamingResponse:
-    """Server-sent events: one ``event`` message (the event's JSON, as listed) for every
-    event made, and every event reviewed, from now on (or after ``Last-Event-ID``, which a
+    """Server-sent events: first a ``ready`` message (the feed's starting point), then one
+    ``event`` message (the event's JSON, as listed) for every event made, and every event
+    reviewed, from now on (or after ``Last-Event-ID``, which a
     browser sends when it reconnects). The feed ends after ``seconds`` (5 minutes) or when
     the key or session stops being valid; browsers reconnect on their own."""
     svc = service(request)
@@ -155,7 +156,9 @@ async def stream(
     async def feed() -> AsyncIterator[str]:
         events_after, reviews_after = cursor
         started = checked = pinged = time.monotonic()
-        yield "retry: 1000\n\n"
+        # where the feed starts: a page loads its list after this, so that nothing made or
+        # reviewed in between is missed
+        yield f"retry: 1000\nevent: ready\ndata: {events_after}.{reviews_after}\n\n"
         while time.monotonic() - started < seconds:
             if await request.is_disconnected():
                 return

@@ -132,10 +132,15 @@ export async function render(view, _params, ctx) {
   document.addEventListener("keydown", onKey);
   ctx.onLeave(() => document.removeEventListener("keydown", onKey));
 
-  // Live updates: start listening before the first load so nothing is missed.
+  // Live updates: the list is loaded once the feed has taken its starting point ("ready"),
+  // so that nothing made or reviewed in between is missed.
   let source = null;
+  let ready = () => {};
+  const started = new Promise((resolve) => { ready = resolve; });
   if (typeof EventSource === "function") {
     source = new EventSource("/v1/events/stream");
+    source.addEventListener("ready", () => ready());
+    setTimeout(() => ready(), 3000); // a feed that does not start does not hold up the list
     source.addEventListener("open", () => {
       live.hidden = true;
       live.textContent = "";
@@ -165,8 +170,12 @@ export async function render(view, _params, ctx) {
       layout();
     });
     ctx.onLeave(() => source.close());
+  } else {
+    ready();
   }
 
+  await started;
+  if (!ctx.alive()) return;
   try {
     const events = await api("/v1/events?review=pending&limit=200");
     if (!ctx.alive()) return;
