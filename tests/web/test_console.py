@@ -22,9 +22,9 @@ from tests.web.conftest import Console
 IDENTITIES = SMOKE / "identities"
 LIN = "Lin-Manuel Miranda"
 OBAMA = "Barack Obama"
-NAV = ("Review queue", "Search", "Subjects", "Audit", "Status")
+NAV = ("Review queue", "Search", "Subjects", "Audit", "Administration", "Status")
 ALLOWED = {
-    "admin-1": {"Status"},
+    "admin-1": {"Administration", "Status"},
     "enroller-1": {"Subjects", "Status"},
     "operator-1": {"Review queue", "Search", "Status"},
     "reviewer-1": {"Review queue", "Status"},
@@ -83,6 +83,7 @@ PAGES = {
     "Search": ("search", "Search a photo"),
     "Subjects": ("subjects", "Subjects"),
     "Audit": ("audit", "Audit ledger"),
+    "Administration": ("admin", "Administration"),
     "Status": ("status", "Status"),
 }
 
@@ -285,6 +286,45 @@ def test_erasure_says_what_it_deletes_and_the_subject_is_gone(
     with api(console, "enroller-1") as client:
         assert client.get(f"/v1/subjects/{LIN}").status_code == 404
     enroller.page.context.close()
+
+
+def test_administration_keys_watch_lists_and_retention(browser: Browser, console: Console) -> None:
+    admin = sign_in(browser, console, "admin-1")
+    page = admin.go("admin", "Administration")
+    # a new key, shown once, that works at once, and ends its holder's session when revoked
+    page.get_by_label("Holder's name").fill("reviewer-3")
+    page.get_by_label("Role").select_option("reviewer")
+    page.get_by_role("button", name="Create key").click()
+    token = page.get_by_test_id("new-token").inner_text()
+    assert token.startswith("fl_")
+    console.tokens["reviewer-3"] = token
+    third = sign_in(browser, console, "reviewer-3")
+    third.go("review", "Review queue")
+    row = page.get_by_role("row").filter(has_text="reviewer-3")
+    row.get_by_role("button", name="Revoke the key of reviewer-3 (reviewer)").click()
+    row.get_by_role("button", name="Revoke now").click()
+    expect(page.get_by_role("status").filter(has_text="is revoked")).to_be_visible()
+    expect(page.get_by_role("row").filter(has_text="reviewer-3")).to_contain_text("revoked")
+    third.page.reload()
+    expect(third.page.get_by_role("heading", name="Sign in")).to_be_visible()
+    third.page.context.close()
+    # a two-person watch list
+    page.get_by_label("Name", exact=True).fill("vip-door")
+    page.get_by_label("Two different reviewers must confirm (two-person rule)").check()
+    page.get_by_role("button", name="Create watch list").click()
+    expect(page.get_by_role("status").filter(has_text="vip-door created")).to_contain_text(
+        "two different reviewers confirm"
+    )
+    with api(console, "admin-1") as client:
+        made = {w["name"]: w for w in client.get("/v1/watchlists").json()}
+    assert made["vip-door"]["two_person"] and made["vip-door"]["reviews_needed"] == 2
+    # retention, behind a confirmation, on the record
+    page.get_by_role("button", name="Run retention now…").click()
+    page.get_by_role("button", name="Delete what outlived them").click()
+    ran = page.get_by_role("status").filter(has_text="Retention run")
+    expect(ran).to_contain_text("ledger entry")
+    admin.assert_accessible("admin", docs=True)
+    admin.page.context.close()
 
 
 def test_status_page(browser: Browser, console: Console) -> None:

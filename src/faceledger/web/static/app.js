@@ -11,12 +11,14 @@ import * as subjects from "./pages/subjects.js";
 import * as subject from "./pages/subject.js";
 import * as audit from "./pages/audit.js";
 import * as statusPage from "./pages/status.js";
+import * as admin from "./pages/admin.js";
 
 const LINKS = [
   ["#/review", "Review queue", "events.read", /^#\/(review|events\/)/],
   ["#/search", "Search", "search", /^#\/search/],
   ["#/subjects", "Subjects", "subjects.read", /^#\/subjects/],
   ["#/audit", "Audit", "audit.read", /^#\/audit/],
+  ["#/admin", "Administration", "keys", /^#\/admin/],
   ["#/status", "Status", "health", /^#\/status/],
 ];
 
@@ -28,6 +30,7 @@ route(/^#\/subjects$/, subjects);
 route(/^#\/subjects\/(.+)$/, subject);
 route(/^#\/audit$/, audit);
 route(/^#\/status$/, statusPage);
+route(/^#\/admin$/, admin);
 
 export function drawHeader(hash = location.hash) {
   const s = getSession();

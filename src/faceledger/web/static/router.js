@@ -16,6 +16,7 @@ export const ORDER = [
   ["#/search", "search"],
   ["#/subjects", "subjects.read"],
   ["#/audit", "audit.read"],
+  ["#/admin", "keys"],
   ["#/status", "health"],
 ];
 
