@@ -130,6 +130,31 @@ def enroll(person: Person, name: str, files: list[str], lists: tuple[str, ...] =
     )
 
 
+def test_signing_in_and_the_queue_work_from_the_keyboard_alone(
+    browser: Browser, console: Console
+) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{console.url}/")
+    key = page.get_by_label("API key")
+    for _ in range(6):  # the skip link first, then the form
+        if key.evaluate("el => el === document.activeElement"):
+            break
+        page.keyboard.press("Tab")
+    assert key.evaluate("el => el === document.activeElement"), "Tab never reached the key"
+    page.keyboard.type(console.tokens["reviewer-1"])
+    page.keyboard.press("Enter")
+    expect(page.get_by_text("Signed in as reviewer-1")).to_be_visible()
+    expect(page.locator("h1")).to_have_text("Review queue")
+    page.keyboard.press("?")
+    expect(page.get_by_role("heading", name="Keyboard shortcuts")).to_be_visible()
+    focused = page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle")
+    page.keyboard.press("Tab")
+    outline = page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle")
+    assert outline != "none", f"no visible focus (was {focused})"
+    context.close()
+
+
 def test_enroll_two_people_with_feedback_per_photo(browser: Browser, console: Console) -> None:
     enroller = sign_in(browser, console, "enroller-1")
     lin = str(IDENTITIES / "fr_lin_manuel_miranda" / "face_recognition_lin-manuel-miranda.png")

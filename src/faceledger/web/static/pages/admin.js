@@ -25,7 +25,7 @@ function keys(ctx) {
   const errors = alertBox();
   const count = status("Loading the keys…");
   const made = h("div", { role: "status", class: "made" });
-  const { wrap, body } = table("API keys", ["Id", "Name", "Role", "Created", "By", "State", ""], []);
+  const { wrap, body } = table("Every API key", ["Id", "Name", "Role", "Created", "By", "State", "Action"], []);
   const name = field("Holder's name", { name: "name", required: true, maxlength: "200", autocomplete: "off" },
     "The person or system that will hold the key (recorded with everything it does).");
   const roleId = newId("role");
@@ -116,7 +116,7 @@ function ruleText(wl) {
 function watchlists(ctx) {
   const errors = alertBox();
   const done = status();
-  const { wrap, body } = table("Watch lists", ["Name", "Review", "Subjects", "Created"], []);
+  const { wrap, body } = table("Every watch list", ["Name", "Review", "Subjects", "Created"], []);
   const name = field("Name", { name: "name", required: true, maxlength: "200", autocomplete: "off" });
   const review = check("Matches wait for a reviewer", "review");
   const two = check("Two different reviewers must confirm (two-person rule)", "two_person");
