@@ -202,6 +202,10 @@ def _load(text: Any) -> Any:
     return json.loads(text)
 
 
+_ENTRIES = sa.select(*(ledger.c[name] for name in (*_FIELDS, "hash")))
+"""Every stored field of an entry (a query to narrow)."""
+
+
 class Ledger:
     """The audit ledger in the gallery database; pass a :class:`Gallery` or its engine.
 
@@ -317,7 +321,7 @@ class Ledger:
         newest: bool = False,
     ) -> Iterator[LedgerEntry]:
         order = ledger.c.seq.desc() if newest else ledger.c.seq
-        query = sa.select(*(ledger.c[name] for name in (*_FIELDS, "hash"))).order_by(order)
+        query = _ENTRIES.order_by(order)
         if since is not None:
             query = query.where(ledger.c.at >= iso(since))
         if action is not None:
@@ -336,36 +340,30 @@ class Ledger:
         """Entries of ``actions`` whose result's JSON holds any of ``texts`` (oldest first):
         a coarse filter for the caller to refine."""
         needles = [_json(t)[1:-1] for t in texts]
+        return self._containing(ledger.c.action.in_(list(actions)), needles, limit)
+
+    def recording_event(self, event_id: int) -> LedgerEntry | None:
+        """The entry that recorded event ``event_id`` (a scan's or a stream's decided
+        track, ``*.track``, written with it), or None."""
+        needles = [f'"event":{int(event_id)},', f'"event":{int(event_id)}}}']
+        for entry in self._containing(ledger.c.action.like("%.track"), needles):
+            if isinstance(entry.result, dict) and entry.result.get("event") == event_id:
+                return entry
+        return None
+
+    def _containing(
+        self, actions: sa.ColumnElement[bool], needles: list[str], limit: int | None = None
+    ) -> list[LedgerEntry]:
+        """Entries matching ``actions`` whose result's JSON text holds any of ``needles``."""
         query = (
-            sa.select(*(ledger.c[name] for name in (*_FIELDS, "hash")))
-            .where(
-                ledger.c.action.in_(list(actions)),
-                sa.or_(*(ledger.c.result.contains(n, autoescape=True) for n in needles)),
+            _ENTRIES.where(
+                actions, sa.or_(*(ledger.c.result.contains(n, autoescape=True) for n in needles))
             )
             .order_by(ledger.c.seq)
             .limit(limit)
         )
         with self.engine.connect() as conn:
             return [_entry(row) for row in conn.execute(query)]
-
-    def recording_event(self, event_id: int) -> LedgerEntry | None:
-        """The entry that recorded event ``event_id`` (a scan's or a stream's decided
-        track, ``*.track``, written with it), or None."""
-        needles = [f'"event":{int(event_id)},', f'"event":{int(event_id)}}}']
-        query = (
-            sa.select(*(ledger.c[name] for name in (*_FIELDS, "hash")))
-            .where(
-                ledger.c.action.like("%.track"),
-                sa.or_(*(ledger.c.result.contains(n) for n in needles)),
-            )
-            .order_by(ledger.c.seq)
-        )
-        with self.engine.connect() as conn:
-            for row in conn.execute(query):
-                entry = _entry(row)
-                if isinstance(entry.result, dict) and entry.result.get("event") == event_id:
-                    return entry
-        return None
 
     def export(self, fp: IO[str]) -> int:
         """Write every entry as one JSON line (hashes included); returns the count."""
