@@ -281,6 +281,11 @@ class Engine:
         threshold for a gallery of that size (:meth:`identification_threshold`)."""
         return self.index.matcher(self.identification_threshold)
 
+    def matcher_within(self, subject_ids: frozenset[int]) -> Matcher:
+        """A matcher over only the templates of ``subject_ids`` (a camera's watch lists),
+        with the threshold for that many templates; caught up like :meth:`matcher`."""
+        return self.index.matcher_within(subject_ids, self.identification_threshold)
+
     def identification_threshold(self, templates: int) -> Threshold:
         """The threshold of a search of ``templates`` templates: set so that a search for
         someone not enrolled names anyone at most at the strictness's rate (the false-

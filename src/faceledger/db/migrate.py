@@ -1,6 +1,6 @@
 """Bring a database to the head schema with Alembic, inside the caller's transaction.
 
-The revisions are the scripts in ``faceledger.db.migrations.versions`` (``v1`` .. ``v7``),
+The revisions are the scripts in ``faceledger.db.migrations.versions`` (``v1`` .. ``v8``),
 run programmatically: no ``alembic.ini``, no ``env.py``. Galleries made before Alembic
 have no ``alembic_version`` table but ``meta.schema_version`` = N (1..4): they are stamped
 ``vN`` first, then upgraded. After every upgrade ``meta.schema_version`` holds
@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 from faceledger.db.schema import APP_ID, meta_table
 from faceledger.errors import StorageError
 
-HEAD = "v7"
+HEAD = "v8"
 """The revision of the head schema (:mod:`faceledger.db.schema`)."""
 SCHEMA_VERSION = 5
 """The integer kept in ``meta.schema_version`` (the version faceledger used before Alembic)."""

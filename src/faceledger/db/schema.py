@@ -181,3 +181,39 @@ template_log = sa.Table(
     sa.Column("nonce", sa.String(16), nullable=False),  # random: names this very row
     sqlite_autoincrement=True,  # a seq is never reused
 )
+# v8: cameras as records (faceledger.gallery.cameras): each with its purpose, legal basis
+# and the watch lists it may match against; ``health`` is what its node last reported
+cameras = sa.Table(
+    "cameras",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("url", sa.Text, nullable=False),  # with its credentials: never shown
+    sa.Column("detect_url", sa.Text, nullable=True),  # a detection sub-stream
+    sa.Column("transport", sa.String(8), nullable=False),
+    sa.Column("purpose", sa.Text, nullable=False),
+    sa.Column("legal_basis", sa.Text, nullable=False),
+    sa.Column("detect_fps", sa.Float, nullable=False),
+    sa.Column("min_face", sa.Integer, nullable=True),
+    sa.Column("timeout", sa.Float, nullable=False),
+    sa.Column("paused", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("updated_at", sa.String(40), nullable=False),
+    sa.Column("health", sa.Text, nullable=True),
+    sa.Column("health_at", sa.String(40), nullable=True),
+    sa.Column("node", sa.String(200), nullable=True),
+    sqlite_autoincrement=True,
+)
+camera_watchlists = sa.Table(
+    "camera_watchlists",
+    metadata,
+    sa.Column(
+        "camera_id", sa.Integer, sa.ForeignKey("cameras.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column(
+        "watchlist_id",
+        sa.Integer,
+        sa.ForeignKey("watchlists.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+)

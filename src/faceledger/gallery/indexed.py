@@ -35,7 +35,13 @@ import platformdirs
 
 from faceledger.config import IndexConfig
 from faceledger.errors import StorageError
-from faceledger.gallery.index import VectorIndex, atomic_write, load_index, make_index
+from faceledger.gallery.index import (
+    ExactIndex,
+    VectorIndex,
+    atomic_write,
+    load_index,
+    make_index,
+)
 from faceledger.gallery.matcher import Labels, Matcher
 from faceledger.gallery.store import Gallery, LoadedTemplates, LogPosition
 from faceledger.types import Threshold
@@ -135,6 +141,7 @@ class GalleryIndex:
         folder = self.settings.dir if self.settings.dir is not None else default_folder(gallery)
         self.folder = folder if self.settings.persist else None
         self._live: _Live | None = None
+        self._within: dict[frozenset[int], tuple[tuple[LogPosition, frozenset[int]], Matcher]] = {}
 
     # ---- what searches use ----------------------------------------------------------------
 
@@ -145,6 +152,31 @@ class GalleryIndex:
         if callable(threshold):
             threshold = threshold(live.index.size)
         return Matcher(live.index, live.labels, threshold)
+
+    def matcher_within(
+        self, subject_ids: frozenset[int], threshold: Callable[[int], Threshold]
+    ) -> Matcher:
+        """A matcher over only the templates of ``subject_ids`` (a camera's watch lists:
+        nobody else can be named, or be a candidate), exact, caught up now; the threshold
+        is that of a search of that many templates. Kept while neither the gallery nor the
+        set of subjects changes."""
+        live = self.sync()
+        key = (live.position, subject_ids)
+        held = self._within.get(subject_ids)
+        if held is not None and held[0] == key:
+            return held[1]
+        chosen = np.isin(live.labels.subject_ids, np.fromiter(subject_ids, np.int64))
+        ids = live.labels.template_ids[chosen]
+        loaded = self.gallery.load_templates(self.model_id, ids)
+        self._check_dim(loaded)
+        vectors = loaded.vectors if loaded.size else np.zeros((0, self.dim), np.float32)
+        index = ExactIndex(vectors, loaded.ids)
+        labels = Labels(loaded.ids, loaded.subject_ids, self.gallery.names_of)
+        made = Matcher(index, labels, threshold(index.size))
+        if len(self._within) >= 64:
+            self._within.clear()
+        self._within[subject_ids] = (key, made)
+        return made
 
     @property
     def stats(self) -> IndexStats:

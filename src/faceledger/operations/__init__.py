@@ -17,6 +17,7 @@ or the ledger themselves. ::
 from faceledger.operations.acting import CLI_ROLE, Acting
 from faceledger.operations.admin import AdminOperations
 from faceledger.operations.base import Recorded
+from faceledger.operations.cameras import CameraOperations
 from faceledger.operations.checkpoints import (
     CheckpointOperations,
     CheckpointReport,
@@ -35,6 +36,7 @@ class Operations(
     AdminOperations,
     CheckpointOperations,
     VideoOperations,
+    CameraOperations,
 ):
     """Everything that can be done with one gallery's personal data, each on the record.
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -25,6 +25,7 @@ import numpy as np
 from faceledger.engine import Engine
 from faceledger.faces.quality import Quality, sharpness
 from faceledger.faces.track import Tracker, TrackerConfig, TrackUpdate
+from faceledger.gallery.matcher import Matcher
 from faceledger.types import Embeddings, Faces, ImageArray, Match
 from faceledger.video.source import Frame
 
@@ -89,6 +90,21 @@ class _Book:
     """Min-heap of (quality, tie-breaker, t, box, crop), at most ``best_k`` long."""
 
 
+@dataclass(frozen=True)
+class PendingDecision:
+    """A track ready to be decided, before its crops are embedded: a camera node embeds
+    the crops of many cameras' tracks in one batch, then :meth:`VideoScanner.conclude`s
+    each with its rows."""
+
+    track_id: int
+    first_t: float
+    last_t: float
+    frames: int
+    best: _Shot
+    crops: np.ndarray | None
+    """The usable (at or above the quality floor) crops to embed, None when there are none."""
+
+
 @dataclass
 class ScanStats:
     frames: int = 0
@@ -113,6 +129,8 @@ class VideoScanner:
         decide_after: float | None = None,
         tracker: TrackerConfig | None = None,
         cut_threshold: float | None = 20.0,
+        matcher: Callable[[], Matcher] | None = None,
+        min_face: int | None = None,
     ) -> None:
         self.engine = engine
         self.source = source
@@ -125,28 +143,37 @@ class VideoScanner:
         self.cut_threshold = cut_threshold
         """Mean grey-level change (0-255) of a 32x18 thumbnail that marks a shot cut."""
         self.stats = ScanStats()
+        self.matcher_of = matcher or engine.matcher
+        """Where decisions are matched: the whole gallery, or a camera's watch lists."""
+        self.min_face = min_face or engine.config.min_face
         self._tie = itertools.count()
         self._thumb: np.ndarray | None = None
 
     def feed(self, frame: Frame) -> list[TrackDecision]:
+        return [self.conclude(pending) for pending in self.step(frame)]
+
+    def step(self, frame: Frame, faces: Faces | None = None) -> list[PendingDecision]:
+        """Follow one frame: detect on it (or take ``faces``, detected on it elsewhere, as a
+        node's shared scheduler does), track, and return the tracks ready to decide."""
         self.stats.frames += 1
-        decisions: list[TrackDecision | None] = []
+        pending: list[PendingDecision | None] = []
         cut = self._is_cut(frame.image)
         if cut:  # a new shot: nobody carries over from the last one
-            decisions += self.finish()
+            pending += self.finish_pending()
             self.stats.cuts += 1
-        if frame.index % self.every == 0 or cut:
-            faces = detect_scaled(self.engine, frame.image)
+        if faces is not None or frame.index % self.every == 0 or cut:
+            if faces is None:
+                faces = detect_scaled(self.engine, frame.image, self.min_face)
             self.stats.detected_frames += 1
             self.stats.faces += len(faces)
             update = self.tracker.update(faces, frame.t)
             self._record(frame, faces, update)
         else:
             update = self.tracker.predict(frame.t)
-        decisions += [self._decide(tid) for tid in update.ended if tid in self.books]
+        pending += [self._pending(tid) for tid in update.ended if tid in self.books]
         if self.decide_after is not None:
-            decisions += [
-                self._decide(tid)
+            pending += [
+                self._pending(tid)
                 for tid, book in self.books.items()
                 if book.confirmed
                 and not book.decided
@@ -155,15 +182,19 @@ class VideoScanner:
             ]
         for tid in update.ended:
             self.books.pop(tid, None)
-        return [d for d in decisions if d is not None]
+        return [p for p in pending if p is not None]
 
     def finish(self) -> list[TrackDecision]:
         """End every track (end of the video) and decide those not yet decided."""
+        return [self.conclude(pending) for pending in self.finish_pending()]
+
+    def finish_pending(self) -> list[PendingDecision]:
+        """End every track; those not yet decided, ready to decide."""
         ended = self.tracker.finish()
-        decisions = [self._decide(tid) for tid in ended if tid in self.books]
-        decisions += [self._decide(tid) for tid in list(self.books) if tid not in ended]
+        pending = [self._pending(tid) for tid in ended if tid in self.books]
+        pending += [self._pending(tid) for tid in list(self.books) if tid not in ended]
         self.books.clear()
-        return [d for d in decisions if d is not None]
+        return [p for p in pending if p is not None]
 
     def run(self, frames: Iterable[Frame]) -> Iterator[TrackDecision]:
         for frame in frames:
@@ -181,7 +212,7 @@ class VideoScanner:
         return previous is not None and float(np.abs(thumb - previous).mean()) > self.cut_threshold
 
     def _record(self, frame: Frame, faces: Faces, update: TrackUpdate) -> None:
-        min_face = self.engine.config.min_face
+        min_face = self.min_face
         for tracked in update.faces:
             book = self.books.get(tracked.track_id)
             if book is None:
@@ -210,30 +241,41 @@ class VideoScanner:
             elif entry[:2] > book.best[0][:2]:
                 heapq.heapreplace(book.best, entry)
 
-    def _decide(self, track_id: int) -> TrackDecision | None:
+    def _pending(self, track_id: int) -> PendingDecision | None:
         book = self.books.get(track_id)
         if book is None or book.decided or not book.confirmed or not book.best:
             return None
         book.decided = True
-        best = max(book.best)
-        _, _, _, best_t, best_box, best_crop, best_quality = best
         usable = [entry for entry in book.best if entry[6].sufficient]
-        matcher = self.engine.matcher()
-        if usable:
-            crops = np.stack([entry[5] for entry in usable])
-            vectors = self.engine.embed_crops(crops).vectors
-            self.stats.embedded += len(crops)
+        crops = np.stack([entry[5] for entry in usable]) if usable else None
+        return PendingDecision(
+            track_id, book.first_t, book.last_t, book.hits, max(book.best), crops
+        )
+
+    def conclude(
+        self, pending: PendingDecision, vectors: np.ndarray | None = None
+    ) -> TrackDecision:
+        """The decision for a pending track; ``vectors``: its crops' embeddings when they
+        were embedded elsewhere (in a batch with other tracks'), else they are embedded now."""
+        _, _, _, best_t, best_box, best_crop, best_quality = pending.best
+        matcher = self.matcher_of()
+        embedded = 0
+        if pending.crops is not None:
+            if vectors is None:
+                vectors = self.engine.embed_crops(pending.crops).vectors
+            embedded = len(pending.crops)
+            self.stats.embedded += embedded
             mean = Embeddings(vectors.mean(axis=0, keepdims=True), self.engine.model_id)
             match = replace(matcher.match(mean, self.top)[0], quality=best_quality)
         else:  # every kept frame is below the floor: too poor to decide, nobody is named
             match = Match(None, -1.0, matcher.threshold, (), best_quality)
         return TrackDecision(
             source=self.source,
-            track_id=track_id,
-            first_t=book.first_t,
-            last_t=book.last_t,
-            frames=book.hits,
-            embedded=len(usable),
+            track_id=pending.track_id,
+            first_t=pending.first_t,
+            last_t=pending.last_t,
+            frames=pending.frames,
+            embedded=embedded,
             best_t=best_t,
             best_box=best_box,
             match=match,
@@ -247,13 +289,34 @@ def _sharp(crop: np.ndarray) -> float:
     return s / (s + 50.0)
 
 
-def detect_scaled(engine: Engine, image: ImageArray) -> Faces:
-    """Detect on a copy downscaled to ``detect_max_side`` and map boxes back."""
+def detect_scaled(
+    engine: Engine, image: ImageArray, min_face: int | None = None, max_side: int | None = None
+) -> Faces:
+    """Detect on a copy downscaled to ``max_side`` (default: the config's
+    ``detect_max_side``) and map boxes back; faces under ``min_face`` px are ignored."""
+    min_face = min_face or engine.config.min_face
     h, w = image.shape[:2]
-    scale = engine.config.detect_max_side / max(h, w)
+    scale = (max_side or engine.config.detect_max_side) / max(h, w)
     if scale >= 1.0:
-        return engine.detect(image)
+        return engine.detect(image, min_face=min_face)
     size = (round(w * scale), round(h * scale))
     small: ImageArray = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
-    faces = engine.detect(small, min_face=max(1, round(engine.config.min_face * scale)))
+    faces = engine.detect(small, min_face=max(1, round(min_face * scale)))
     return Faces(faces.boxes / scale, faces.scores, faces.landmarks / scale)
+
+
+def detect_batch(
+    engine: Engine,
+    images: Sequence[ImageArray],
+    min_faces: Sequence[int | None],
+    max_side: int | None = None,
+) -> list[Faces]:
+    """Detection for a batch of frames (from many cameras), one ``Faces`` per frame.
+
+    The batch interface of a node's shared scheduler: today each frame runs through the
+    detector in turn (the ONNX detectors here take one image per call); a GPU runtime
+    can run the batch as one tensor behind the same call."""
+    return [
+        detect_scaled(engine, image, min_face, max_side)
+        for image, min_face in zip(images, min_faces, strict=True)
+    ]
