@@ -33,6 +33,7 @@ from pydantic_settings import (
 
 from faceledger.db.url import parse_db
 from faceledger.errors import ConfigError
+from faceledger.faces.track import TrackerConfig
 from faceledger.images import DECODE_BUDGET_TOTAL, MAX_DECODE_BYTES
 from faceledger.models.catalog import PROFILES
 
@@ -118,6 +119,54 @@ class IndexConfig(BaseModel):
     persist: bool = Field(True, description="keep the index in a file and catch it up")
 
 
+class NodeConfig(BaseModel):
+    """A camera node (``faceledger node``; ``[node]`` in the TOML file,
+    ``FACELEDGER_NODE__MAX_BATCH`` and so on in the environment): its shared inference
+    scheduler, its cameras' queues and trackers."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    detect_max_side: int = Field(
+        640,
+        ge=160,
+        le=4096,
+        description="camera frames are downscaled to this longest side for detection "
+        "(720p: 640 finds faces from about 24 px up)",
+    )
+    max_batch: int = Field(
+        8, ge=1, le=1024, description="frames (of all cameras) detected in one batch"
+    )
+    max_wait: float = Field(
+        0.02, ge=0.0, le=1.0, description="longest wait (s) for a batch to fill once a frame waits"
+    )
+    queue_size: int = Field(
+        2, ge=1, le=64, description="frames queued per camera; when full the oldest is dropped"
+    )
+    decide_after: float = Field(
+        1.0, ge=0.0, le=60.0, description="decide a track once followed this long (s)"
+    )
+    best: int = Field(5, ge=1, le=50, description="embed this many best frames per track")
+    health_every: float = Field(
+        5.0, gt=0.0, le=3600.0, description="seconds between health reports per camera"
+    )
+    reload_every: float = Field(
+        2.0, gt=0.0, le=600.0, description="seconds between reads of the camera records"
+    )
+    backoff: tuple[float, float] = Field(
+        (0.5, 10.0), description="reconnect back-off (s): first wait, longest wait"
+    )
+    tracker: TrackerConfig = Field(
+        default_factory=TrackerConfig, description="how detections are linked into tracks"
+    )
+
+    @field_validator("backoff")
+    @classmethod
+    def _backoff(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < value[0] <= value[1] <= 600:
+            raise ValueError(f"backoff {value}: need 0 < first <= longest <= 600 s")
+        return value
+
+
 class Config(BaseSettings):
     """Everything an :class:`~faceledger.engine.Engine` needs to know."""
 
@@ -201,6 +250,7 @@ class Config(BaseSettings):
     )
     top_k: int = Field(1, ge=1, le=100)
     index: IndexConfig = Field(default_factory=IndexConfig)
+    node: NodeConfig = Field(default_factory=NodeConfig)
     # the REST service (`faceledger serve`)
     host: str = Field("127.0.0.1", description="address `serve` binds to (only this machine)")
     port: int = Field(8765, ge=1, le=65535, description="port `serve` listens on")

@@ -126,19 +126,30 @@ def test_live_source_reconnects_after_the_camera_goes_away(camera: Camera) -> No
     seen = 0
     restarted = False
     start = time.monotonic()
-    for frame in source.frames():
+    during_outage: list[dict[str, object]] = []
+    for frame in source.frames(heartbeat=True):
+        if frame is None:  # no frame now: the health can still be reported
+            during_outage.append(source.health.as_dict())
+            if not restarted and len(during_outage) >= 4:
+                camera.start()  # ... and comes back on the same port
+                restarted = True
+            continue
         seen += 1
+        source.health.processed(source.lag(frame))
         assert frame.image.shape == (360, 640, 3)
         if seen == 30 and not restarted:
             camera.stop()  # the camera goes away mid-stream ...
-            time.sleep(1.5)
-            camera.start()  # ... and comes back on the same port
-            restarted = True
         if restarted and source.health.reconnects >= 1 and seen > 60:
             source.stop()
         assert time.monotonic() - start < 60, "the stream did not come back"
     assert source.health.reconnects >= 1
     assert seen > 60
+    # through the outage the health said so, with its time; after it, the error is gone
+    assert any(h["state"] == "reconnecting" and h["last_error"] for h in during_outage)
+    assert all(str(h["at"]).endswith("+00:00") for h in during_outage)
+    after = source.health.as_dict()
+    assert after["state"] == "live" and after["last_error"] is None
+    assert after["lag_p95_s"] is not None and after["lag_p95_s"] < 5
 
 
 def test_a_stream_that_never_answers_gives_up_with_a_named_error() -> None:

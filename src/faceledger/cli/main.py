@@ -21,6 +21,7 @@ from faceledger.cli import (
     bench_console,  # noqa: F401  (registers bench console)
     bench_degraded,  # noqa: F401  (registers bench degraded)
     bench_shared,  # noqa: F401  (registers bench shared-db)
+    cameras,  # noqa: F401  (registers the cameras commands)
     render,
     review,  # noqa: F401  (registers the watchlists and events commands)
     service,  # noqa: F401  (registers the keys commands)
@@ -387,7 +388,7 @@ def detect(
 
 
 # Registered after the photo commands above, so that `--help` lists those first.
-from faceledger.cli import redact, serve, video  # noqa: E402, F401  (scan, watch, redact, serve)
+from faceledger.cli import node, redact, serve, video  # noqa: E402, F401  (scan, watch, redact, serve, node)
 
 
 def main() -> None:

@@ -387,12 +387,15 @@ def _follow(
     health_every: float,
 ) -> None:
     """The live loop: each decided track to ``emit`` as it is decided, the health line every
-    ``health_every`` s; stopping (or a fault) flushes every track still open."""
+    ``health_every`` s (through outages too, with its time); stopping (or a fault) flushes
+    every track still open."""
     last_health = time.monotonic()
     try:
-        for frame in source.frames():
-            for decision in scanner.feed(frame):
-                emit(decision)
+        for frame in source.frames(heartbeat=True):  # None: no frame now (an outage)
+            if frame is not None:
+                for decision in scanner.feed(frame):
+                    emit(decision)
+                source.health.processed(source.lag(frame))
             if time.monotonic() - last_health >= health_every:
                 health = json.dumps(source.health.as_dict())
                 err.print(f"[dim]{shown(name)}: {shown(health)}[/]")

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -65,18 +66,25 @@ def _reason(exc: BaseException) -> str:
     return text.split(": '", 1)[0].strip() or type(exc).__name__
 
 
-def open_container(source: str, timeout: float | tuple[float, float] | None = None) -> Any:
+def open_container(
+    source: str,
+    timeout: float | tuple[float, float] | None = None,
+    options: dict[str, str] | None = None,
+) -> Any:
     """av.open with errors turned into InputError naming the source; ``timeout`` is in
-    seconds, for opening and for each read, or an (open, read) pair."""
+    seconds, for opening and for each read, or an (open, read) pair; ``options``: FFmpeg's
+    demuxer options (e.g. ``{"rtsp_transport": "tcp"}``)."""
     import av
 
-    options: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {}
     if source.startswith("/dev/video"):
-        options["format"] = "v4l2"
+        kwargs["format"] = "v4l2"
     if timeout is not None:
-        options["timeout"] = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+        kwargs["timeout"] = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+    if options:
+        kwargs["options"] = options
     try:
-        container = av.open(source, **options)
+        container = av.open(source, **kwargs)
     except FileNotFoundError:
         raise InputError(source, "no such file") from None
     except IsADirectoryError:
@@ -142,23 +150,54 @@ def file_frames(path: str | Path) -> Iterator[Frame]:
 
 @dataclass
 class StreamHealth:
+    """A live stream's health: counts since the start, and the lag (frame arrival to its
+    processing done, noted by the consumer with :meth:`processed`) over the last minute.
+    ``last_error`` is cleared once frames flow again: it describes the stream now."""
+
     frames: int = 0
     dropped: int = 0
     reconnects: int = 0
     started: float = field(default_factory=time.monotonic)
     last_error: str = ""
+    state: str = "connecting"
+    done: int = 0
+    _lags: list[tuple[float, float]] = field(default_factory=list, repr=False)
 
     @property
     def fps(self) -> float:
         elapsed = time.monotonic() - self.started
         return self.frames / elapsed if elapsed > 0 else 0.0
 
+    def arrived(self) -> None:
+        """A frame came: the stream is live (and an earlier error is history)."""
+        self.frames += 1
+        if self.state != "live":
+            self.state, self.last_error = "live", ""
+
+    def broke(self, error: str) -> None:
+        self.state, self.last_error = "reconnecting", error
+
+    def processed(self, lag: float) -> None:
+        now = time.monotonic()
+        self.done += 1
+        self._lags.append((now, lag))
+        if len(self._lags) > 4096 or self._lags[0][0] < now - 60:
+            self._lags = [(t, v) for t, v in self._lags if t >= now - 60]
+
     def as_dict(self) -> dict[str, Any]:
+        lags = sorted(v for _, v in self._lags)
         return {
+            "at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            "state": self.state,
             "frames": self.frames,
+            "processed": self.done,
             "dropped": self.dropped,
             "reconnects": self.reconnects,
             "fps": round(self.fps, 2),
+            "lag_s": round(lags[len(lags) // 2], 3) if lags else None,
+            "lag_p95_s": round(lags[min(len(lags) - 1, int(0.95 * len(lags)))], 3)
+            if lags
+            else None,
             "last_error": self.last_error or None,
         }
 
@@ -181,6 +220,7 @@ class LiveSource:
         self.give_up_after = give_up_after
         """Stop (with an InputError) when no frame arrived for this many seconds."""
         self.health = StreamHealth()
+        self._started = time.monotonic()
         self._last_frame = time.monotonic()
         """When the reader last queued a frame (or when reading started)."""
         self._queue: queue.Queue[Frame | BaseException | None] = queue.Queue(queue_size)
@@ -190,8 +230,14 @@ class LiveSource:
     def stop(self) -> None:
         self._stop.set()
 
-    def frames(self) -> Iterator[Frame]:
-        """Frames as they come; raises InputError once none came for ``give_up_after`` s."""
+    def lag(self, frame: Frame) -> float:
+        """Seconds since ``frame`` arrived from the stream."""
+        return time.monotonic() - self._started - frame.t
+
+    def frames(self, heartbeat: bool = False) -> Iterator[Frame | None]:
+        """Frames as they come; raises InputError once none came for ``give_up_after`` s.
+        With ``heartbeat``, None every quarter second that no frame came (so that the
+        caller can report health through an outage)."""
         self._last_frame = time.monotonic()
         self._thread = threading.Thread(target=self._run, name=f"decode {self.url}", daemon=True)
         self._thread.start()
@@ -210,6 +256,8 @@ class LiveSource:
                         ) from None
                     if not self._thread.is_alive():  # stopped, or ended without a word
                         return
+                    if heartbeat:
+                        yield None
                     continue
                 if item is None:
                     return
@@ -250,23 +298,23 @@ class LiveSource:
         """Read and reconnect until stopped; the caller's give-up clock ends a silent run."""
         delay = self.backoff[0]
         index = 0
-        started = time.monotonic()
+        started = self._started
         while not self._stop.is_set():
             try:
                 for image in self._decode():
                     # Live time is wall-clock time: stream clocks restart on every reconnect.
                     self._last_frame = time.monotonic()
                     self._put(Frame(index, self._last_frame - started, image))
-                    self.health.frames += 1
+                    self.health.arrived()
                     index += 1
                     delay = self.backoff[0]
                     if self._stop.is_set():
                         break
                 else:
                     if not self._stop.is_set():
-                        self.health.last_error = "stream ended"
+                        self.health.broke("stream ended")
             except InputError as exc:
-                self.health.last_error = exc.reason
+                self.health.broke(exc.reason)
             if self._stop.is_set():
                 break
             self.health.reconnects += 1
