@@ -71,6 +71,13 @@ POLICY: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", "/v1/watchlists"): frozenset({ADMIN}),
     ("GET", "/v1/watchlists"): frozenset({ADMIN, ENROLLER}),
     ("POST", "/v1/retention/run"): frozenset({ADMIN}),
+    # admin manages cameras; the operator reads them (whether they run)
+    ("GET", "/v1/cameras"): frozenset({ADMIN, OPERATOR}),
+    ("GET", "/v1/cameras/{name}"): frozenset({ADMIN, OPERATOR}),
+    ("POST", "/v1/cameras"): frozenset({ADMIN}),
+    ("POST", "/v1/cameras/{name}/pause"): frozenset({ADMIN}),
+    ("POST", "/v1/cameras/{name}/resume"): frozenset({ADMIN}),
+    ("DELETE", "/v1/cameras/{name}"): frozenset({ADMIN}),
     # everyone
     ("GET", "/healthz"): EVERYONE,
     ("GET", "/metrics"): EVERYONE,

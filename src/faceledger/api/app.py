@@ -11,7 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 
 from faceledger import __version__, web
-from faceledger.api import admin, audit, errors, events, search, session, subjects
+from faceledger.api import admin, audit, cameras, errors, events, search, session, subjects
 from faceledger.api.limits import BodyLimits
 from faceledger.api.service import Service
 from faceledger.config import Config
@@ -21,10 +21,11 @@ DESCRIPTION = """Accountable face recognition over HTTP. The operator console is
 
 Every endpoint needs an API key in the `X-API-Key` header (make one with
 `faceledger keys create --role ROLE --name WHO`), or the console's session cookie with its
-`X-CSRF-Token` (`POST /v1/session`). Roles: `admin` (keys, watch lists,
-retention), `enroller` (subjects, templates), `operator` (identify, verify, detect, events),
-`reviewer` (events, review), `auditor` (the audit ledger). Every search, enrollment,
-deletion, review and key change is written to a hash-chained audit ledger.
+`X-CSRF-Token` (`POST /v1/session`). Roles: `admin` (keys, watch lists, cameras,
+retention), `enroller` (subjects, templates), `operator` (identify, verify, detect, events,
+cameras' state), `reviewer` (events, review), `auditor` (the audit ledger). Every search,
+enrollment, deletion, review, key and camera change is written to a hash-chained audit
+ledger.
 """
 
 
@@ -52,7 +53,7 @@ def create_app(config: Config, ops: Operations | None = None, *, load: bool = Tr
     )
     app.state.service = svc
     errors.install(app)
-    for module in (session, search, subjects, events, audit, admin):
+    for module in (session, search, subjects, events, audit, admin, cameras):
         app.include_router(module.router)
     web.install(app)
     # innermost first: bodies are limited inside CORS (whose headers reach a 401 or 413),

@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import unquote
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -32,14 +33,19 @@ Transport = Literal["tcp", "udp", "auto"]
 TRANSPORTS: tuple[str, ...] = ("tcp", "udp", "auto")
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://", "udp://", "tcp://", "rtmp://")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)[^/\s@]*@")
 TEXT_MAX = 500
 
 
 def masked(url: str | None) -> str | None:
     """A stream address as it may be shown: ``rtsp://user:pass@host/x`` becomes
-    ``rtsp://***@host/x`` (host and path still say which camera it is)."""
-    return None if url is None else _USERINFO.sub(r"\g<scheme>***@", url)
+    ``rtsp://***@host/x`` (host and path still say which camera it is). Everything from the
+    scheme to the *last* ``@`` is hidden, so a password holding ``/``, ``@`` or spaces is
+    hidden too (an ``@`` in a path hides more than needed, never less)."""
+    if url is None or "@" not in url:
+        return url
+    head, sep, rest = url.partition("://")
+    tail = (rest if sep else url).rsplit("@", 1)[1]
+    return f"{head}://***@{tail}" if sep else f"***@{tail}"
 
 
 def camera_name(text: str) -> str:
@@ -85,6 +91,8 @@ class CameraSettings:
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         set_(self, "name", camera_name(self.name))
+        check_credentials(self.url)
+        check_credentials(self.detect_url, "detection sub-stream")
         set_(self, "url", stream_url(self.url))
         if self.detect_url is not None:
             set_(self, "detect_url", stream_url(self.detect_url, "detection sub-stream"))
@@ -153,7 +161,8 @@ class Camera:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "node": self.node,
-            "health": self.health,
+            # what a node reports (a stream error) may quote the address it failed to open
+            "health": None if self.health is None else _scrub(self.health, _secrets(self)),
             "health_at": self.health_at,
         }
 
@@ -303,3 +312,69 @@ def _one(conn: Connection, name: str) -> Camera:
         created_at=row["created_at"], updated_at=row["updated_at"], health=health,
         health_at=row["health_at"], node=row["node"],
     )  # fmt: skip
+
+
+# ---- credentials: never shown ------------------------------------------------------------
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+_SHORTEST_SECRET = 4
+"""A bare password shorter than this is not searched for in free text (it would blot out
+ordinary words); the whole ``user:password`` still is."""
+
+
+def check_credentials(url: str | None, what: str = "camera address") -> None:
+    """Refuse an address whose credentials could not be masked reliably, without showing
+    it: an ``@`` the mask cannot place (one in the password, or an address that is not
+    ``scheme://user:password@host/...``), or a ``/`` or a space in the user name or
+    password. Percent-encoding them (``%40``, ``%2F``, ``%20``) makes the address usable."""
+    if url is None:
+        return
+    text = url.strip()
+    if "@" not in text:
+        return
+    scheme = _SCHEME.match(text)
+    if scheme is not None:
+        rest = (masked(text) or "")[scheme.end() :]
+        if rest.startswith("***@") and "@" not in rest[4:]:
+            return
+    raise ConfigError(
+        f"{what}: its credentials cannot be told apart from the rest of the address (an "
+        "'@', '/' or space in the user name or password, or an '@' elsewhere); write it as "
+        "scheme://user:password@host/path with those characters percent-encoded in the user "
+        "name and password (@ as %40, / as %2F, a space as %20). The address is not shown, "
+        "since it may hold a password"
+    )
+
+
+def _secrets(camera: Camera) -> list[str]:
+    """What of the camera's addresses must never be shown: each address as stored, its
+    ``user:password`` and its password (as written and percent-decoded)."""
+    found: list[str] = []
+    for url in (camera.url, camera.detect_url):
+        if not url or "@" not in url:
+            continue
+        _, sep, rest = url.partition("://")
+        userinfo = (rest if sep else url).rsplit("@", 1)[0]
+        password = userinfo.partition(":")[2]
+        found += [url, userinfo, unquote(userinfo)]
+        found += [p for p in (password, unquote(password)) if len(p) >= _SHORTEST_SECRET]
+    return sorted({s for s in found if s}, key=len, reverse=True)
+
+
+def _scrub(value: Any, secrets: list[str]) -> Any:
+    if isinstance(value, str):
+        value = masked(value) or ""
+        for secret in secrets:
+            value = value.replace(secret, "***")
+        return value
+    if isinstance(value, dict):
+        return {_scrub(k, secrets): _scrub(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v, secrets) for v in value]
+    return value
+
+
+def camera_view(camera: Camera) -> dict[str, Any]:
+    """The camera as every front end shows it: :meth:`Camera.as_json` (addresses masked,
+    health scrubbed)."""
+    return camera.as_json()

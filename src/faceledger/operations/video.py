@@ -67,8 +67,11 @@ class VideoRun:
         camera: str | None = None,
         keep_unknown: timedelta | None = None,
         inputs: tuple[str, ...] = (),
+        job: str | None = None,
     ) -> None:
         self.ops = ops
+        self.job = job
+        """The archive job this run scans (named in each of its entries), if any."""
         self.acting = acting
         self.action = action
         self.source = source
@@ -80,8 +83,11 @@ class VideoRun:
         self.start_entry: LedgerEntry | None = None
         self.end_entry: LedgerEntry | None = None
 
+    def _named(self, result: dict[str, Any]) -> dict[str, Any]:
+        return {**result, "job": self.job} if self.job is not None else result
+
     def start(self) -> LedgerEntry:
-        result = {"source": self.source, "camera": self.camera}
+        result = self._named({"source": self.source, "camera": self.camera})
         record = self.acting.record(
             f"{self.action}.start", result, inputs=self.inputs, model=self.ops.model_id
         )
@@ -112,8 +118,9 @@ class VideoRun:
                 "threshold_fmr": match.threshold.fmr,
             }
             record = self.acting.record(
-                f"{self.action}.track", result, inputs=self.inputs, model=self.ops.model_id
-            )
+                f"{self.action}.track", self._named(result), inputs=self.inputs,
+                model=self.ops.model_id,
+            )  # fmt: skip
             self.ops.ledger.append_in(conn, record)
 
         event_id = self.ops.events.add(
@@ -133,6 +140,7 @@ class VideoRun:
         summary = tracks_summary([d.match for d in self.decisions], self.event_ids, error)
         summary["source"] = self.source
         summary["camera"] = self.camera
+        summary = self._named(summary)
         record = self.acting.record(
             f"{self.action}.end", summary, inputs=self.inputs, model=self.ops.model_id
         )
@@ -275,6 +283,60 @@ class VideoOperations(OperationsBase):
             for run in runs.values():
                 _finish_on_error(run, exc)
             raise
+
+    def submit_jobs(
+        self, acting: Acting, videos: Sequence[Path], submission: str
+    ) -> Recorded[list[dict[str, Any]]]:
+        """An archive job: each video file a job (``{"id", "path", ...}``, its id
+        ``submission:index``) to be scanned by one node; the submission's entry lists them."""
+        jobs = [
+            {
+                "id": f"{submission}:{i}",
+                "path": str(path.resolve()),
+                "actor": acting.actor,
+                "role": acting.role,
+                "purpose": acting.purpose,
+                "case": acting.case_ref,
+            }
+            for i, path in enumerate(videos)
+        ]
+        result = {"submission": submission, "files": [j["path"] for j in jobs]}
+        entry = self._log(acting.record("jobs.submit", result))
+        return Recorded(jobs, entry)
+
+    def job_done(self, job_id: str) -> bool:
+        """Whether the job's end entry is on the ledger (its file fully recorded)."""
+        ends = self.ledger.mentioning([job_id], ["job.end"])
+        return any(isinstance(e.result, dict) and e.result.get("job") == job_id for e in ends)
+
+    def record_job(
+        self,
+        acting: Acting,
+        job_id: str,
+        scanned: ScannedFile,
+        *,
+        node: str | None = None,
+        keep_unknown: timedelta | None = None,
+    ) -> VideoRun | None:
+        """A scanned job's file on the record: its ``job.start`` entry, each track's event
+        with its ``job.track`` entry, its ``job.end`` entry, each naming the job (and the
+        node that scanned it). None, and nothing written, when the job's end entry exists
+        already (a node recorded it and died before its acknowledgement): a job is
+        recorded once however often it is delivered."""
+        if self.job_done(job_id):
+            return None
+        run = self._new_run(acting, "job", scanned.path, camera=None, keep_unknown=keep_unknown)
+        run.job = job_id
+        run.camera = node
+        run.start()
+        try:
+            for decision in scanned.decisions:
+                run.record(decision)
+        except BaseException as exc:
+            _finish_on_error(run, exc)
+            raise
+        run.finish(scanned.error)
+        return run
 
     def webhook_sink(self, url: str, **options: Any) -> WebhookSink:
         """A sink POSTing each event to ``url`` through this gallery's durable outbox
