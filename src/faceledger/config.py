@@ -133,6 +133,12 @@ class NodeConfig(BaseModel):
         description="camera frames are downscaled to this longest side for detection "
         "(720p: 640 finds faces from about 24 px up)",
     )
+    workers: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="scheduler threads, each serving its share of the cameras (0: one per core)",
+    )
     max_batch: int = Field(
         8, ge=1, le=1024, description="frames (of all cameras) detected in one batch"
     )
@@ -154,6 +160,20 @@ class NodeConfig(BaseModel):
     )
     backoff: tuple[float, float] = Field(
         (0.5, 10.0), description="reconnect back-off (s): first wait, longest wait"
+    )
+    lease_ttl: float = Field(
+        10.0,
+        ge=2.0,
+        le=600.0,
+        description="with --nats: a camera lease not renewed for this long (s) is free; a "
+        "node that dies loses its cameras to the others after it",
+    )
+    job_ack_wait: float = Field(
+        60.0,
+        ge=5.0,
+        le=3600.0,
+        description="with --nats: an archive job not acknowledged (or reported alive) for "
+        "this long (s) goes to another node",
     )
     tracker: TrackerConfig = Field(
         default_factory=TrackerConfig, description="how detections are linked into tracks"

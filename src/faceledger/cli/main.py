@@ -18,10 +18,12 @@ from faceledger.cli import (
     audit,  # noqa: F401  (registers the audit and retention commands)
     bench,  # noqa: F401  (registers the bench commands)
     bench_bulk,  # noqa: F401  (registers bench bulk)
+    bench_cameras,  # noqa: F401  (registers bench cameras)
     bench_console,  # noqa: F401  (registers bench console)
     bench_degraded,  # noqa: F401  (registers bench degraded)
     bench_shared,  # noqa: F401  (registers bench shared-db)
     cameras,  # noqa: F401  (registers the cameras commands)
+    jobs,  # noqa: F401  (registers the jobs commands)
     render,
     review,  # noqa: F401  (registers the watchlists and events commands)
     service,  # noqa: F401  (registers the keys commands)

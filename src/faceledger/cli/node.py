@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
@@ -23,8 +24,11 @@ from faceledger.cli.common import (
     open_ops,
 )
 from faceledger.cli.render import err
+from faceledger.config import NodeConfig
 from faceledger.events import Dispatcher, JsonlSink, Sink
-from faceledger.network.node import LocalClaims, Node
+from faceledger.network.nats import redact_url
+from faceledger.network.node import Claims, LocalClaims, Node
+from faceledger.operations import Operations
 from faceledger.text import shown
 
 
@@ -57,6 +61,17 @@ def node(
             "faceledger/cameras/NAME/events and faceledger/subjects/NAME/events",
         ),
     ] = None,
+    nats: Annotated[
+        str | None,
+        typer.Option(
+            "--nats",
+            help="share cameras with other nodes through this NATS JetStream server "
+            "(nats://host:4222): camera leases, the event stream, archive jobs",
+        ),
+    ] = None,
+    jobs: Annotated[
+        bool, typer.Option("--jobs/--no-jobs", help="with --nats: also scan archive jobs")
+    ] = True,
     seconds: Annotated[
         float | None,
         typer.Option("--seconds", min=0.0, help="stop after this long (default: until stopped)"),
@@ -99,26 +114,63 @@ def node(
             from faceledger.events.mqtt import MqttSink
 
             sinks.append(MqttSink(mqtt, node=node_name))
-        claims = LocalClaims(max_cameras, frozenset(camera) if camera else None)
-        runner = Node(
-            ops, node_name, config=config, claims=claims, dispatcher=Dispatcher(sinks),
-            on_health=_health_line,
-        )  # fmt: skip
-        restore = _stop_on_signals(runner.stop)
-        try:
-            err.print(f"[dim]{shown(node_name)}: running ({ops.db_name})[/]", markup=True)
-            runner.run(seconds)
-        finally:
-            restore()
-            runner.dispatcher.close()
+        only = frozenset(camera) if camera else None
+        with contextlib.ExitStack() as stack:
+            claims: Claims = LocalClaims(max_cameras, only)
+            if nats is not None:
+                claims = _cluster(
+                    stack, ops, nats, node_name, config, sinks, max_cameras, only, jobs
+                )
+            runner = Node(
+                ops, node_name, config=config, claims=claims, dispatcher=Dispatcher(sinks),
+                on_health=_health_line,
+            )  # fmt: skip
+            restore = _stop_on_signals(runner.stop)
+            try:
+                where = f"{ops.db_name}" + (f", {redact_url(nats)}" if nats else "")
+                err.print(f"[dim]{shown(node_name)}: running ({shown(where)})[/]")
+                runner.run(seconds)
+            finally:
+                restore()
+                runner.dispatcher.close()
         err.print(
             f"{shown(node_name)}: stopped; {runner.events_sent} events, "
-            f"{runner.scheduler.stats.frames} frames in {runner.scheduler.stats.batches} batches"
+            f"{runner.stats.frames} frames in {runner.stats.batches} batches"
         )
 
 
+def _cluster(
+    stack: contextlib.ExitStack,
+    ops: Operations,
+    url: str,
+    node_name: str,
+    config: NodeConfig,
+    sinks: list[Sink],
+    max_cameras: int | None,
+    only: frozenset[str] | None,
+    jobs: bool,
+) -> Claims:
+    """Join the nodes on ``url``: leases for the cameras, the event stream as a sink, and
+    (``jobs``) a thread scanning archive jobs. Everything is let go when ``stack`` closes:
+    the job in hand finished first, then the link closed."""
+    from faceledger.network.cluster import EventStreamSink, LeaseClaims
+    from faceledger.network.jobs import JobRunner
+    from faceledger.network.nats import EventStream, JobQueue, Leases, NatsLink
+
+    link = stack.enter_context(NatsLink(url, name=f"faceledger-node-{node_name}"))
+    sinks.append(EventStreamSink(EventStream(link)))
+    if jobs:
+        queue = JobQueue(link, ack_wait=config.job_ack_wait)
+        runner = JobRunner(ops, queue, node_name).start()
+        stack.callback(runner.stop)
+    return LeaseClaims(
+        Leases(link, ttl=config.lease_ttl), node_name, max_cameras=max_cameras, only=only
+    )
+
+
 def _health_line(camera: str, health: dict[str, Any]) -> None:
-    err.print(shown(json.dumps({"camera": camera, **health})), markup=False, highlight=False)
+    line = shown(json.dumps({"camera": camera, **health}))
+    err.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _stop_on_signals(stop: Callable[[], None]) -> Callable[[], None]:

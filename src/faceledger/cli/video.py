@@ -398,7 +398,7 @@ def _follow(
                 source.health.processed(source.lag(frame))
             if time.monotonic() - last_health >= health_every:
                 health = json.dumps(source.health.as_dict())
-                err.print(f"[dim]{shown(name)}: {shown(health)}[/]")
+                err.print(f"[dim]{shown(name)}: {shown(health)}[/]", soft_wrap=True)
                 last_health = time.monotonic()
     finally:
         for decision in scanner.finish():

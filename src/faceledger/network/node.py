@@ -11,7 +11,8 @@
       -> the operations layer: each event and its ledger entry in one transaction
       -> sinks (JSONL, webhook outbox, MQTT, the event stream)
 
-Models and the gallery index are loaded once per node. Which cameras a node runs is a
+Models and the gallery index are loaded once per node; the scheduler runs on one thread
+per core (``[node] workers``), each serving its share of the cameras. Which cameras a node runs is a
 :class:`Claims` policy: :class:`LocalClaims` runs every camera that is not paused (one
 node, no extra server); a NATS lease keeper hands a node only the cameras it holds.
 Every camera runs as one on-the-record run (its ``camera.start`` and ``camera.end``
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -245,6 +247,48 @@ class Scheduler:
             self.emit(runner, decision)
 
 
+class Worker:
+    """One scheduler thread and the cameras it serves (a camera stays with one worker, so
+    its frames are tracked in order). Inference releases the GIL: with a worker per core,
+    a node uses every core."""
+
+    def __init__(self, node: Node, index: int) -> None:
+        self.node = node
+        self.scheduler = Scheduler(node.ops, node.config, node._emit)
+        self.runners: dict[str, CameraRunner] = {}
+        self.lock = threading.Lock()
+        """Held while a batch is processed, and while a camera joins or leaves."""
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, name=f"scheduler {node.name}/{index}", daemon=True
+        )
+
+    def start(self) -> Worker:
+        self._thread.start()
+        return self
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        stop = self.node.stop_event
+        try:
+            while not stop.is_set():
+                with self.lock:
+                    runners = list(self.runners.values())
+                if not runners:
+                    stop.wait(0.1)
+                    continue
+                batch = self.scheduler.collect(runners, stop)
+                if batch:
+                    with self.lock:
+                        self.scheduler.process(batch, self.runners)
+        except BaseException as exc:  # the node stops, and says why
+            self.error = exc
+            log.exception("%s: a scheduler failed", self.node.name)
+            self.node.stop()
+
+
 class Node:
     """Runs the cameras its claims allow until stopped (see the module notes)."""
 
@@ -264,52 +308,91 @@ class Node:
         self.claims = claims or LocalClaims()
         self.dispatcher = dispatcher or Dispatcher([])
         self.on_health = on_health
-        self.scheduler = Scheduler(ops, self.config, self._emit)
-        self.runners: dict[str, CameraRunner] = {}
         self.stop_event = threading.Event()
+        count = self.config.workers or os.cpu_count() or 1
+        self.workers = [Worker(self, i) for i in range(count)]
         self.events_sent = 0
+        self._emit_lock = threading.Lock()
         self._last_reload = -1e9
         self._last_health = time.monotonic()
 
+    @property
+    def runners(self) -> dict[str, CameraRunner]:
+        """Every camera running on this node, by name."""
+        found: dict[str, CameraRunner] = {}
+        for worker in self.workers:
+            found.update(worker.runners)
+        return found
+
+    @property
+    def stats(self) -> SchedulerStats:
+        """The schedulers' counts, summed."""
+        total = SchedulerStats()
+        for worker in self.workers:
+            s = worker.scheduler.stats
+            total.batches += s.batches
+            total.frames += s.frames
+            total.decisions += s.decisions
+            total.embedded += s.embedded
+            total.busy_s += s.busy_s
+            total.batch_sizes += s.batch_sizes
+        return total
+
     def stop(self) -> None:
         self.stop_event.set()
-        self.scheduler.wake.set()
+        for worker in self.workers:
+            worker.scheduler.wake.set()
 
     def run(self, seconds: float | None = None) -> None:
         """Run until :meth:`stop` (or for ``seconds``); then every camera is drained:
         open tracks decided, runs ended on the record."""
         ends = None if seconds is None else time.monotonic() + seconds
+        for worker in self.workers:
+            worker.start()
         try:
             while not self.stop_event.is_set():
                 now = time.monotonic()
                 if ends is not None and now >= ends:
                     break
-                if now - self._last_reload >= self.config.reload_every:
+                if now - self._last_reload >= self.config.reload_every or self.claims_changed():
                     self.reconcile()
                     self._last_reload = now
-                batch = self.scheduler.collect(list(self.runners.values()), self.stop_event)
-                if batch:
-                    self.scheduler.process(batch, self.runners)
-                if time.monotonic() - self._last_health >= self.config.health_every:
+                if now - self._last_health >= self.config.health_every:
                     self.report_health()
+                self.stop_event.wait(0.05)
         finally:
+            self.stop_event.set()
+            for worker in self.workers:
+                worker.scheduler.wake.set()
+                worker.join(30)
             self.drain()
+        failed = next((w.error for w in self.workers if w.error is not None), None)
+        if failed is not None:
+            raise failed
+
+    def claims_changed(self) -> bool:
+        changed = getattr(self.claims, "changed", None)
+        return bool(changed is not None and changed.is_set())
 
     def reconcile(self) -> None:
         """Start the cameras now allowed, stop those no longer (paused, removed, lost,
         or changed: a changed record restarts its camera)."""
+        changed = getattr(self.claims, "changed", None)
+        if changed is not None:
+            changed.clear()
         records = self.ops.list_cameras()
         wanted = {c.name: c for c in self.claims.allowed(records)}
-        for name, runner in list(self.runners.items()):
+        for name, runner in self.runners.items():
             if name not in wanted or wanted[name] != _settled(runner.camera, wanted[name]):
                 self._stop_camera(name)
+        running = self.runners
         for name, camera in wanted.items():
-            if name not in self.runners:
+            if name not in running:
                 self._start_camera(camera)
 
     def report_health(self) -> None:
         self._last_health = time.monotonic()
-        for name, runner in list(self.runners.items()):
+        for name, runner in self.runners.items():
             health = runner.feed.health.snapshot()
             if not runner.feed.alive and health["state"] != "stopped":
                 health["state"] = "failed"
@@ -323,32 +406,38 @@ class Node:
         self.claims.close()
 
     def _start_camera(self, camera: Camera) -> None:
+        worker = min(self.workers, key=lambda w: len(w.runners))
+        wake = worker.scheduler.wake
         try:
-            self.runners[camera.name] = CameraRunner(
-                self.ops, camera, self.name, self.config, self.scheduler.wake
-            )
-            log.info("%s: camera %s started (%s)", self.name, camera.name, camera.shown_url)
+            runner = CameraRunner(self.ops, camera, self.name, self.config, wake)
         except Exception as exc:  # one camera that cannot start must not stop the others
             log.warning("%s: camera %s did not start: %s", self.name, camera.name, exc)
+            return
+        with worker.lock:
+            worker.runners[camera.name] = runner
+        log.info("%s: camera %s started (%s)", self.name, camera.name, camera.shown_url)
 
     def _stop_camera(self, name: str, error: str | None = None) -> None:
-        runner = self.runners.pop(name)
-        runner.feed.stop()
-        try:
-            self.scheduler.finish(runner)
-        finally:
-            runner.close(error)
-            health = runner.feed.health.snapshot()
-            with contextlib.suppress(Exception):
-                self.ops.report_camera_health(name, self.name, health)
-            if self.on_health is not None:
-                self.on_health(name, health)
+        worker = next(w for w in self.workers if name in w.runners)
+        with worker.lock:  # not while one of its batches is being processed
+            runner = worker.runners.pop(name)
+            runner.feed.stop()
+            try:
+                worker.scheduler.finish(runner)
+            finally:
+                runner.close(error)
+        health = runner.feed.health.snapshot()
+        with contextlib.suppress(Exception):
+            self.ops.report_camera_health(name, self.name, health)
+        if self.on_health is not None:
+            self.on_health(name, health)
         log.info("%s: camera %s stopped", self.name, name)
 
     def _emit(self, runner: CameraRunner, decision: TrackDecision) -> None:
         event = runner.event(decision)
-        self.dispatcher.send(event)
-        self.events_sent += 1
+        with self._emit_lock:  # sinks are called one event at a time
+            self.dispatcher.send(event)
+            self.events_sent += 1
 
 
 def _settled(running: Camera, record: Camera) -> Camera:

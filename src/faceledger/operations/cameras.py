@@ -4,6 +4,7 @@ decisions are matched only against its own watch lists."""
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timezone
 from typing import Any
 
@@ -25,7 +26,9 @@ class CameraOperations(OperationsBase):
     def add_camera(self, acting: Acting, settings: CameraSettings) -> Recorded[Camera]:
         """A new camera, running once a node picks it up. It needs a purpose, a legal
         basis and watch lists that exist (ConfigError / NotFoundError otherwise)."""
-        return self._camera_change(acting, "camera.add", lambda w: self.camera_store.add(settings, w))
+        return self._camera_change(
+            acting, "camera.add", lambda w: self.camera_store.add(settings, w)
+        )
 
     def set_camera_paused(self, acting: Acting, name: str, paused: bool) -> Recorded[Camera]:
         """Pause (its node stops it within seconds) or resume a camera."""
@@ -36,7 +39,9 @@ class CameraOperations(OperationsBase):
 
     def remove_camera(self, acting: Acting, name: str) -> Recorded[Camera]:
         """Delete a camera's record (its events are kept, naming it)."""
-        return self._camera_change(acting, "camera.remove", lambda w: self.camera_store.remove(name, w))
+        return self._camera_change(
+            acting, "camera.remove", lambda w: self.camera_store.remove(name, w)
+        )
 
     def list_cameras(self) -> list[Camera]:
         return self.camera_store.all()
@@ -53,8 +58,16 @@ class CameraOperations(OperationsBase):
     def camera_matcher(self, name: str) -> Matcher:
         """The matcher for a camera's decisions: only the subjects on its watch lists now
         (read on every call, so a list change or an erasure counts at the next decision)."""
-        with self.inference() as engine:
-            return engine.matcher_within(self.camera_store.allowed_subjects(name))
+        allowed = self.camera_store.allowed_subjects(name)
+        with self._matching, self.inference() as engine:  # one catch-up at a time
+            return engine.matcher_within(allowed)
+
+    @property
+    def _matching(self) -> threading.Lock:
+        lock = self.__dict__.get("_matching_lock")
+        if lock is None:
+            lock = self.__dict__.setdefault("_matching_lock", threading.Lock())
+        return lock
 
     def _camera_change(self, acting: Acting, action: str, change: Any) -> Recorded[Camera]:
         done: list[LedgerEntry] = []

@@ -148,10 +148,13 @@ def file_frames(path: str | Path) -> Iterator[Frame]:
         raise InputError(source, "no decodable video frame (truncated, or a codec PyAV lacks)")
 
 
+LAG_WINDOW_S = 10.0
+
+
 @dataclass
 class StreamHealth:
     """A live stream's health: counts since the start, and the lag (frame arrival to its
-    processing done, noted by the consumer with :meth:`processed`) over the last minute.
+    processing done, noted by the consumer with :meth:`processed`) over the last 10 s.
     ``last_error`` is cleared once frames flow again: it describes the stream now."""
 
     frames: int = 0
@@ -181,8 +184,8 @@ class StreamHealth:
         now = time.monotonic()
         self.done += 1
         self._lags.append((now, lag))
-        if len(self._lags) > 4096 or self._lags[0][0] < now - 60:
-            self._lags = [(t, v) for t, v in self._lags if t >= now - 60]
+        if len(self._lags) > 4096 or self._lags[0][0] < now - LAG_WINDOW_S:
+            self._lags = [(t, v) for t, v in self._lags if t >= now - LAG_WINDOW_S]
 
     def as_dict(self) -> dict[str, Any]:
         lags = sorted(v for _, v in self._lags)
