@@ -51,17 +51,19 @@ class Health:
         self.processed = 0
         self.reconnects = 0
         self.started = time.monotonic()
-        self._frame_times: collections.deque[float] = collections.deque()
+        self._frame_samples: collections.deque[tuple[float, int]] = collections.deque()
+        """(when, frames so far) at each snapshot: the input rate over the window."""
         self._done: collections.deque[tuple[float, float]] = collections.deque()
         """(done at, lag) of each processed tick in the window."""
         self._dropped_at: collections.deque[float] = collections.deque()
         self._ticks_at: collections.deque[float] = collections.deque()
 
     def frame(self, now: float) -> None:
-        with self._lock:
-            self.frames += 1
-            self._frame_times.append(now)
-            if self.state != "live":
+        """A frame was decoded (called for every frame: kept cheap, no lock; the counts
+        are read under the GIL and sampled for rates by :meth:`snapshot`)."""
+        self.frames += 1
+        if self.state != "live":
+            with self._lock:
                 self.state = "live"
                 self.last_error = None  # recovered: the error is history, not health
                 self.error_at = None
@@ -97,9 +99,14 @@ class Health:
         now = time.monotonic() if now is None else now
         with self._lock:
             edge = now - WINDOW_S
-            for times in (self._frame_times, self._dropped_at, self._ticks_at):
+            for times in (self._dropped_at, self._ticks_at):
                 while times and times[0] < edge:
                     times.popleft()
+            samples = self._frame_samples
+            samples.append((now, self.frames))
+            while len(samples) > 1 and samples[0][0] < edge:
+                samples.popleft()
+            since, frames_then = samples[0] if len(samples) > 1 else (self.started, 0)
             while self._done and self._done[0][0] < edge:
                 self._done.popleft()
             span = max(min(WINDOW_S, now - self.started), 1e-3)
@@ -107,7 +114,7 @@ class Health:
             ticks = len(self._ticks_at)
             return {
                 "state": self.state,
-                "input_fps": round(len(self._frame_times) / span, 2),
+                "input_fps": round((self.frames - frames_then) / max(now - since, 1e-3), 2),
                 "processed_fps": round(len(self._done) / span, 2),
                 "frames": self.frames,
                 "ticks": self.ticks,

@@ -111,9 +111,11 @@ class CameraRunner:
         }
 
     def close(self, error: str | None = None) -> None:
-        """Stop the feed and end the run (its end entry names ``error`` if one ended it)."""
+        """Stop the feed and end the run (its end entry names ``error`` if one ended it).
+        A decoding thread blocked in a read ends by itself within the camera's timeout
+        (it is a daemon thread, and queues nothing more that is looked at)."""
         self.feed.stop()
-        self.feed.join(self.camera.timeout + 2)
+        self.feed.join(1.0)
         if error is None:
             self._run_cm.__exit__(None, None, None)
         else:
@@ -202,9 +204,10 @@ class Scheduler:
             for (tick, runner), faces in zip(live, found, strict=True):
                 ready += [(runner, p) for p in runner.scanner.step(tick.frame, faces)]
             vectors = self._embed(engine, ready)
-        for (tick, runner), _ in zip(live, found, strict=True):
-            runner.feed.health.done(time.monotonic(), time.monotonic() - tick.arrived)
         self._decide(ready, vectors)
+        done = time.monotonic()  # the lag covers the tick's decisions and their records
+        for tick, runner in live:
+            runner.feed.health.done(done, done - tick.arrived)
         self.stats.batches += 1
         self.stats.frames += len(live)
         self.stats.batch_sizes.append(len(live))
@@ -401,7 +404,10 @@ class Node:
                 self.on_health(name, health)
 
     def drain(self) -> None:
-        for name in list(self.runners):
+        runners = self.runners
+        for runner in runners.values():  # every stream stops at once ...
+            runner.feed.stop()
+        for name in runners:  # ... then each camera's open tracks are decided
             self._stop_camera(name)
         self.claims.close()
 
@@ -424,8 +430,10 @@ class Node:
             runner.feed.stop()
             try:
                 worker.scheduler.finish(runner)
-            finally:
-                runner.close(error)
+            except BaseException:
+                runner.close(error or "stopping failed")
+                raise
+        runner.close(error)  # outside the lock: the worker's other cameras go on
         health = runner.feed.health.snapshot()
         with contextlib.suppress(Exception):
             self.ops.report_camera_health(name, self.name, health)
