@@ -335,7 +335,8 @@ def check_credentials(url: str | None, what: str = "camera address") -> None:
     scheme = _SCHEME.match(text)
     if scheme is not None:
         rest = (masked(text) or "")[scheme.end() :]
-        if rest.startswith("***@") and "@" not in rest[4:]:
+        userinfo = text[scheme.end() :].rsplit("@", 1)[0]
+        if rest.startswith("***@") and "@" not in rest[4:] and "/" not in userinfo:
             return
     raise ConfigError(
         f"{what}: its credentials cannot be told apart from the rest of the address (an "
