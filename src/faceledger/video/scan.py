@@ -131,6 +131,7 @@ class VideoScanner:
         cut_threshold: float | None = 20.0,
         matcher: Callable[[], Matcher] | None = None,
         min_face: int | None = None,
+        detect: Callable[[ImageArray], Faces] | None = None,
     ) -> None:
         self.engine = engine
         self.source = source
@@ -146,6 +147,13 @@ class VideoScanner:
         self.matcher_of = matcher or engine.matcher
         """Where decisions are matched: the whole gallery, or a camera's watch lists."""
         self.min_face = min_face or engine.config.min_face
+        self.detect = detect
+        """How a frame is searched when ``step`` is given no faces (default: ``detect_scaled``
+        at ``min_face``): redaction finds every face, however small, yet identifies only
+        those of ``min_face`` or more."""
+        self.last_update: TrackUpdate | None = None
+        """The tracker's update for the last frame stepped: every live track's box (read by
+        redaction, which hides them all)."""
         self._tie = itertools.count()
         self._thumb: np.ndarray | None = None
 
@@ -163,13 +171,18 @@ class VideoScanner:
             self.stats.cuts += 1
         if faces is not None or frame.index % self.every == 0 or cut:
             if faces is None:
-                faces = detect_scaled(self.engine, frame.image, self.min_face)
+                faces = (
+                    detect_scaled(self.engine, frame.image, self.min_face)
+                    if self.detect is None
+                    else self.detect(frame.image)
+                )
             self.stats.detected_frames += 1
             self.stats.faces += len(faces)
             update = self.tracker.update(faces, frame.t)
             self._record(frame, faces, update)
         else:
             update = self.tracker.predict(frame.t)
+        self.last_update = update
         pending += [self._pending(tid) for tid in update.ended if tid in self.books]
         if self.decide_after is not None:
             pending += [
