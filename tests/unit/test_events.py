@@ -164,9 +164,16 @@ def test_removed_subject_keeps_its_events_but_not_their_crops(
     assert store.get(bob).subject_id is None
 
 
-def test_known_name_missing_from_the_gallery_keeps_no_crop(store: EventStore) -> None:
-    event = store.get(store.add(decision("zed"), "door", "m1"))
-    assert event.subject == "zed" and event.subject_id is None and not event.has_crop
+def test_known_name_missing_from_the_gallery_keeps_no_crop_and_no_name(store: EventStore) -> None:
+    """A subject erased between the match and the record: the erasure came first, so the
+    event is stored unknown, with neither the crop nor the name (nor it as a candidate)."""
+    seen: list[object] = []
+    event_id = store.add(decision("zed"), "door", "m1", within=lambda c, i, d: seen.append(d))
+    event = store.get(event_id)
+    assert event.subject is None and event.subject_id is None and not event.has_crop
+    (stored,) = seen
+    assert stored.match.subject is None  # type: ignore[attr-defined]
+    assert "zed" not in [c.subject for c in stored.match.candidates]  # type: ignore[attr-defined]
 
 
 def test_list_filters_newest_first(store: EventStore, clock: Clock) -> None:

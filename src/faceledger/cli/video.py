@@ -209,7 +209,8 @@ def scan(
                         decisions = run.decisions
                         for decision in scan_one(ops.engine, video, every, best):
                             event_id = run.record(decision)
-                            write_event(handle, {"id": event_id, **decision.as_json()})
+                            stored = run.decisions[-1]  # as stored (see VideoRun.record)
+                            write_event(handle, {"id": event_id, **stored.as_json()})
                 except InputError as exc:
                     failures.append((str(video), exc.reason))
                 seconds = time.perf_counter() - started
@@ -364,7 +365,8 @@ def watch(
                     def emit(decision: TrackDecision) -> None:
                         first = started_at + timedelta(seconds=decision.first_t)
                         event_id = run.record(decision, started_at=first)  # with its entry
-                        dispatcher.send({"id": event_id, "camera": name, **decision.as_json()})
+                        stored = run.decisions[-1].as_json()  # as stored (see VideoRun.record)
+                        dispatcher.send({"id": event_id, "camera": name, **stored})
 
                     _follow(source, scanner, emit, name, health_every)
             except InputError as exc:  # recorded in the end entry, then reported

@@ -160,10 +160,12 @@ class EventStore:
         keep_unknown: timedelta | None = None,
         *,
         started_at: datetime | None = None,
-        within: Callable[[sa.Connection, int], None] | None = None,
+        within: Callable[[sa.Connection, int, TrackDecision], None] | None = None,
     ) -> int:
         """Store one decision; returns the event id. ``started_at``: wall clock of first_t.
-        ``within(conn, event_id)`` runs inside the insert's transaction (its ledger entry)."""
+        ``within(conn, event_id, stored)`` runs inside the insert's transaction (its ledger
+        entry), with the decision as stored: one naming a subject erased after the match
+        was made is stored ``unknown``, their name kept nowhere (the erasure came first)."""
         match = decision.match
         stamp = self.clock()
         crop: bytes | None = None
@@ -182,6 +184,9 @@ class EventStore:
                     crop = _png(decision.best_crop)
                 if subject_id is not None:
                     needed = reviews_needed(conn, subject_id)
+                else:  # erased between the match and now
+                    decision = _unnamed(decision)
+                    match = decision.match
             elif keep_unknown is not None and decision.best_crop is not None:
                 crop = _png(decision.best_crop)
                 expires_at = iso(stamp + keep_unknown)
@@ -209,7 +214,7 @@ class EventStore:
             )
             event_id = int(inserted.inserted_primary_key[0])  # type: ignore[index]
             if within is not None:
-                within(conn, event_id)
+                within(conn, event_id, decision)
             return event_id
 
     def list(
@@ -332,3 +337,17 @@ def _png(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def _unnamed(decision: TrackDecision) -> TrackDecision:
+    """``decision`` as if its subject had never been enrolled: unknown, and the erased
+    name dropped from the candidates too."""
+    from dataclasses import replace
+
+    from faceledger.types import Match
+
+    gone = decision.match.subject
+    match = decision.match
+    kept = tuple(c for c in match.candidates if c.subject != gone)
+    unnamed = Match(None, match.score, match.threshold, kept, match.quality)
+    return replace(decision, match=unnamed, best_crop=None)

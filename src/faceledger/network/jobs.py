@@ -83,10 +83,12 @@ class JobRunner:
         data = job.data
         job_id = str(data.get("id"))
         try:
+            job.in_progress()  # taken: the ack wait starts again (loading may take a while)
             if self.ops.job_done(job_id):
                 log.info("%s: job %s was recorded already; acknowledged", self.node, job_id)
             else:
                 scanned = self._scan(job, Path(str(data.get("path"))))
+                job.in_progress()  # and again before recording it
                 self.ops.record_job(
                     acting_of(data), job_id, scanned, node=self.node,
                     keep_unknown=self.ops.config.keep_unknown,

@@ -103,11 +103,12 @@ class CameraRunner:
         """Record one decision (event + ledger entry, one transaction); the event to send."""
         first = self.started_at + timedelta(seconds=decision.first_t)
         event_id = self.run.record(decision, started_at=first)
+        stored = self.run.decisions[-1]  # unknown if its subject was erased meanwhile
         return {
             "id": event_id,
             "camera": self.name,
             "at": first.isoformat(timespec="milliseconds"),
-            **decision.as_json(),
+            **stored.as_json(),
         }
 
     def close(self, error: str | None = None) -> None:

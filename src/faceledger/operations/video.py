@@ -96,13 +96,16 @@ class VideoRun:
 
     def record(self, decision: TrackDecision, started_at: datetime | None = None) -> int:
         """Store one decided track as an event, and its ledger entry (naming the event),
-        in one transaction; returns the event id."""
+        in one transaction; returns the event id. The decision as stored is
+        ``self.decisions[-1]``: unknown when its subject was erased after the match."""
         masked = without_credentials(decision.source)
         if masked != decision.source:  # a camera URL with its password: never stored
             decision = dataclasses.replace(decision, source=masked)
-        match = decision.match
+        stored: list[TrackDecision] = []
 
-        def within(conn: Connection, event_id: int) -> None:
+        def within(conn: Connection, event_id: int, kept: TrackDecision) -> None:
+            stored.append(kept)  # as stored: unknown if its subject was erased meanwhile
+            match = kept.match
             result: dict[str, Any] = {
                 "event": event_id,
                 "source": self.source,
@@ -131,7 +134,7 @@ class VideoRun:
             started_at=started_at,
             within=within,
         )
-        self.decisions.append(decision)
+        self.decisions.append(stored[0] if stored else decision)
         self.event_ids.append(event_id)
         return event_id
 
