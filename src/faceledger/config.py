@@ -176,7 +176,9 @@ class NodeConfig(BaseModel):
         "this long (s) goes to another node",
     )
     tracker: TrackerConfig = Field(
-        default_factory=TrackerConfig, description="how detections are linked into tracks"
+        default_factory=lambda: TrackerConfig(max_miss_s=0.5),
+        description="how detections are linked into tracks (a track ends 0.5 s unseen, not "
+        "1 s as in files: at a door, the next person soon after is a track of their own)",
     )
 
     @field_validator("backoff")
