@@ -419,13 +419,13 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> Clips:
     def one(name: str, x: Person, seed: int) -> ClipTruth:
         return write_camera_clip(
             base / f"{name}.mp4", [(x.name, x.photos[1])],
-            size=SIZE, fps=FPS, seconds=3.2, face_side=FACE_SIDE, seed=seed,
+            size=SIZE, fps=FPS, seconds=3.8, face_side=FACE_SIDE, seed=seed,
         )  # fmt: skip
 
     def small(x: Person, seed: int) -> ClipTruth:
         return write_camera_clip(
             base / f"small-{x.name}.mp4", [(x.name, x.photos[1])],
-            size=(320, 240), fps=10, seconds=3.0, face_side=100, seed=seed,
+            size=(320, 240), fps=10, seconds=3.8, face_side=100, seed=seed,
         )  # fmt: skip
 
     return Clips(

@@ -340,16 +340,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 @pytest.mark.parametrize(
     "tracker",
     [
-        pytest.param(
-            TrackerConfig(),
-            id="default-tracker",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG: testing/clips.py GAP_S (0.5 s) is shorter than the default "
-                "TrackerConfig.max_miss_s (1.0 s): the tracker carries a decided track over "
-                "the gap to the next person, who is never decided",
-            ),
-        ),
+        pytest.param(TrackerConfig(), id="default-tracker"),
         pytest.param(NODE_TRACKER, id="max-miss-0.3s"),
     ],
 )

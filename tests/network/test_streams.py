@@ -23,7 +23,7 @@ from tests.conftest import LFW, need
 
 SIZE = (640, 360)
 FPS = 25
-SECONDS = 3.2
+SECONDS = 3.8
 """The shortest clip that holds two people (2.5 s on screen, 0.5 s gap across the loop)."""
 
 OPEN_TIMEOUT_S = 5.0

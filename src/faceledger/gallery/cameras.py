@@ -207,7 +207,7 @@ class CameraStore:
                     created_at=stamp,
                     updated_at=stamp,
                 )
-            ).inserted_primary_key[0]
+            ).inserted_primary_key[0]  # type: ignore[index]
             for wid in list_ids:
                 conn.execute(
                     camera_watchlists.insert().values(camera_id=camera_id, watchlist_id=wid)

@@ -52,9 +52,11 @@ the central 150x150 of a 250x250 photo holds the face with a little hair and bac
 MIN_VISIBLE_S = 2.5
 """The shortest time a person stays on screen."""
 
-GAP_S = 0.5
+GAP_S = 1.25
 """Nobody is on screen for at least this long between two windows (and, split in half, at
-the clip's start and end, so a looped clip keeps the gap across the seam)."""
+the clip's start and end, so a looped clip keeps the gap across the seam): longer than
+the default tracker's ``max_miss_s`` (1 s) and a detection period, so that a tracker ends
+one track before the next person appears."""
 
 SPEED_PX_S = (20.0, 40.0)
 """The range of a face's drift speed, in pixels per second."""
