@@ -146,7 +146,11 @@ class NodeConfig(BaseModel):
         0.02, ge=0.0, le=1.0, description="longest wait (s) for a batch to fill once a frame waits"
     )
     queue_size: int = Field(
-        2, ge=1, le=64, description="frames queued per camera; when full the oldest is dropped"
+        3,
+        ge=1,
+        le=64,
+        description="detection ticks queued per camera (3 at 5 fps: 0.6 s of slack); when "
+        "full the oldest is dropped",
     )
     decide_after: float = Field(
         1.0, ge=0.0, le=60.0, description="decide a track once followed this long (s)"

@@ -1222,6 +1222,20 @@ class JobWorker:
         return None
 
 
+async def _add_stream(link: NatsLink, config: api.StreamConfig, what: str) -> Any:
+    """Create the stream ``config`` names; None when made (or made alike), else the info of
+    the stream that exists already under that name, for the caller to check."""
+    try:
+        await link.js.add_stream(config)
+        return None
+    except nats.js.errors.APIError as exc:
+        if exc.err_code != _STREAM_IN_USE:
+            raise ConfigError(
+                f"NATS at {link.where} refused the {what} {config.name}: {exc.description}"
+            ) from exc
+    return await link.js.stream_info(str(config.name))
+
+
 class JobQueue:
     """Jobs in a JetStream stream with work-queue retention, taken by pull workers."""
 
@@ -1278,7 +1292,6 @@ class JobQueue:
         return int(info.state.messages)
 
     async def _open(self) -> None:
-        js = self.link.js
         config = api.StreamConfig(
             name=self.stream,
             subjects=[self.subject],
@@ -1286,24 +1299,18 @@ class JobQueue:
             storage=api.StorageType.FILE,
             duplicate_window=self.duplicate_window,
         )
-        try:
-            await js.add_stream(config)
-        except nats.js.errors.APIError as exc:
-            if exc.err_code != _STREAM_IN_USE:
-                raise ConfigError(
-                    f"NATS at {self.link.where} refused the job stream {self.stream}: "
-                    f"{exc.description}"
-                ) from exc
-            info = await js.stream_info(self.stream)
-            retention = info.config.retention
-            if retention != api.RetentionPolicy.WORK_QUEUE or self.subject not in (
-                info.config.subjects or []
-            ):
-                raise ConfigError(
-                    f"the stream {self.stream} at {self.link.where} exists with retention "
-                    f"{retention} over {info.config.subjects}: not a work queue over "
-                    f"{self.subject!r}"
-                ) from exc
+        info = await _add_stream(self.link, config, "job stream")
+        if info is None:
+            return
+        retention = info.config.retention
+        if retention != api.RetentionPolicy.WORK_QUEUE or self.subject not in (
+            info.config.subjects or []
+        ):
+            raise ConfigError(
+                f"the stream {self.stream} at {self.link.where} exists with retention "
+                f"{retention} over {info.config.subjects}: not a work queue over "
+                f"{self.subject!r}"
+            )
 
     async def _bind(self, durable: str) -> JetStreamContext.PullSubscription:
         js = self.link.js
@@ -1404,7 +1411,6 @@ class EventStream:
         return out
 
     async def _open(self) -> None:
-        js = self.link.js
         config = api.StreamConfig(
             name=self.stream,
             subjects=[f"{self.prefix}.>"],
@@ -1413,18 +1419,12 @@ class EventStream:
             max_age=self.max_age,
             duplicate_window=self.duplicate_window,
         )
-        try:
-            await js.add_stream(config)
-        except nats.js.errors.APIError as exc:
-            if exc.err_code != _STREAM_IN_USE:
-                raise ConfigError(
-                    f"NATS at {self.link.where} refused the event stream {self.stream}: "
-                    f"{exc.description}"
-                ) from exc
-            info = await js.stream_info(self.stream)
-            if f"{self.prefix}.>" not in (info.config.subjects or []):
-                raise ConfigError(
-                    f"the stream {self.stream} at {self.link.where} exists over "
-                    f"{info.config.subjects}, not {self.prefix}.>"
-                ) from exc
-            log.info("the event stream %s exists with other settings: using it", self.stream)
+        info = await _add_stream(self.link, config, "event stream")
+        if info is None:
+            return
+        if f"{self.prefix}.>" not in (info.config.subjects or []):
+            raise ConfigError(
+                f"the stream {self.stream} at {self.link.where} exists over "
+                f"{info.config.subjects}, not {self.prefix}.>"
+            )
+        log.info("the event stream %s exists with other settings: using it", self.stream)

@@ -30,7 +30,8 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
+
+from faceledger.testing.servers import LocalServer, free_port, tail
 
 __all__ = ["MosquittoBroker", "find_mosquitto", "mosquitto_unavailable"]
 
@@ -73,12 +74,6 @@ def mosquitto_unavailable(*, users: bool = False) -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 _PROBE_CONNECT = b"\x10\x17\x00\x04MQTT\x04\x02\x00\x05\x00\x0bstart-probe"
 """An MQTT 3.1.1 CONNECT (clean session, keepalive 5 s, client id ``start-probe``)."""
 
@@ -104,16 +99,11 @@ def _read_from(path: Path, offset: int) -> str:
     return ""
 
 
-def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return "(no log)"
-    return "\n".join(text.splitlines()[-lines:]) or "(empty)"
-
-
-class MosquittoBroker:
+class MosquittoBroker(LocalServer):
     """One ``mosquitto`` process on 127.0.0.1; a context manager (started on enter)."""
+
+    what = "the Mosquitto broker"
+    log_name = "mosquitto.log"
 
     def __init__(
         self,
@@ -122,23 +112,10 @@ class MosquittoBroker:
         persistence: bool = False,
         base: Path | str | None = None,
     ) -> None:
+        super().__init__()
         self.users = dict(users or {})
         self.persistence = persistence
         self._base = base
-        self._root: Path | None = None
-        self._port: int | None = None
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> MosquittoBroker:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = f"port {self._port}" if self._port else "not started"
@@ -147,38 +124,18 @@ class MosquittoBroker:
     # -- where it is -----------------------------------------------------------------------
 
     @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("the Mosquitto broker was never started: start() it first")
-        return self._port
-
-    @property
     def url(self) -> str:
         """``mqtt://127.0.0.1:PORT`` (add ``user:password@`` yourself for a broker with users)."""
         return f"mqtt://127.0.0.1:{self.port}"
 
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    @property
-    def directory(self) -> Path:
-        """The temporary directory: ``mosquitto.conf``, ``mosquitto.log``, ``stderr.log``."""
-        if self._root is None:
-            raise RuntimeError("the Mosquitto broker is not started")
-        return self._root
-
-    @property
-    def log_path(self) -> Path:
-        return self.directory / "mosquitto.log"
-
     def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
-        """The last ``lines`` of the broker's log, then of what it wrote to stderr."""
+        """The last ``lines`` of the broker's log, then of what it wrote to stderr (the
+        directory holds ``mosquitto.conf``, ``mosquitto.log`` and ``stderr.log``)."""
         if self._root is None:
             return "(not started)"
-        text = _tail(self.log_path, lines)
-        errors = _tail(self._root / "stderr.log", lines)
-        if errors not in ("(empty)", "(no log)"):
+        text = tail(self.log_path, lines)
+        errors = tail(self._root / "stderr.log", lines)
+        if not errors.startswith("("):
             text += f"\n--- stderr ---\n{errors}"
         return text
 
@@ -213,7 +170,7 @@ class MosquittoBroker:
     def _first_launch(self, program: Path) -> None:
         for attempt in range(_PORT_ATTEMPTS):  # a free port may be taken before mosquitto binds
             try:
-                self._launch(program, _free_port())
+                self._launch(program, free_port())
                 return
             except _PortTaken:
                 self._port = None

@@ -32,7 +32,8 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
+
+from faceledger.testing.servers import LocalServer, free_port
 
 __all__ = ["NatsServer", "find_nats_server", "nats_unavailable"]
 
@@ -107,13 +108,6 @@ def nats_unavailable() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((_HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _server_info(port: int, timeout: float) -> dict[str, object] | None:
     """The INFO the server sends a new client, or None if it does not answer (yet)."""
     try:
@@ -137,15 +131,7 @@ def _server_info(port: int, timeout: float) -> dict[str, object] | None:
     return info if isinstance(info, dict) else None
 
 
-def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        return f"(no server log at {path}: {exc.strerror})"
-    return "\n".join(text.rstrip().splitlines()[-lines:]) or "(the server log is empty)"
-
-
-class NatsServer:
+class NatsServer(LocalServer):
     """``nats-server`` with JetStream in a temporary directory, on a free port of 127.0.0.1.
 
     ``base`` is the directory to make the temporary directory in (the system's temp dir when
@@ -154,25 +140,13 @@ class NatsServer:
     ``close()`` (and leaving the ``with`` block) stops it and removes the directory.
     """
 
+    what = "the NATS server"
+
     def __init__(self, base: Path | None = None) -> None:
+        super().__init__()
         self._base = base
-        self._root: Path | None = None
-        self._port: int | None = None
-        self._process: subprocess.Popen[bytes] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
-
-    def __enter__(self) -> NatsServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def start(self) -> NatsServer:
         """Start the server (on the port and store of the last run, if any) and wait, at
@@ -187,7 +161,7 @@ class NatsServer:
             self._root = Path(tempfile.mkdtemp(prefix="faceledger-nats-", dir=self._base))
             atexit.register(self.close)  # a safety net should the owner never close it
         if self._port is None:
-            self._port = _free_port()
+            self._port = free_port(_HOST)
         self._spawn(self._port)
         try:
             self._wait_ready(self._port)
@@ -226,38 +200,13 @@ class NatsServer:
     # -- where it is -----------------------------------------------------------------------
 
     @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("the NATS server was never started: start() it first")
-        return self._port
-
-    @property
     def url(self) -> str:
         """``nats://127.0.0.1:PORT``; it stays the same across stop() and start()."""
         return f"nats://{_HOST}:{self.port}"
 
     @property
-    def directory(self) -> Path:
-        """The temporary directory: ``jetstream/`` (the store) and ``server.log``."""
-        if self._root is None:
-            raise RuntimeError("the NATS server is not started")
-        return self._root
-
-    @property
     def store_dir(self) -> Path:
         return self.directory / "jetstream"
-
-    @property
-    def log_path(self) -> Path:
-        return self.directory / "server.log"
-
-    def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
-        """The last lines of the server's log (for a failing test's message)."""
-        return _tail(self.log_path, lines)
 
     # -- inside ----------------------------------------------------------------------------
 

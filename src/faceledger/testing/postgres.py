@@ -33,6 +33,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from faceledger.testing.servers import free_port, tail
+
 if TYPE_CHECKING:
     import psycopg
 
@@ -133,13 +135,6 @@ def unavailable() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     """Whether a server could listen on ``host:port`` now: bind with SO_REUSEADDR, as
     PostgreSQL does, so a connection of the stopped server's lingering in TIME-WAIT or
@@ -151,14 +146,6 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         except OSError:
             return False
         return True
-
-
-def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        return f"(no server log at {path}: {exc.strerror})"
-    return "\n".join(text.rstrip().splitlines()[-lines:]) or "(the server log is empty)"
 
 
 def _chown_tree(root: Path, uid: int, gid: int) -> None:
@@ -423,7 +410,7 @@ class PostgresCluster:
         data = str(self.directory / "data")
         failure = ""
         for attempt in range(_PORT_ATTEMPTS):
-            port = _free_port()
+            port = free_port()
             options = [
                 "-c", "listen_addresses=127.0.0.1",
                 "-c", f"port={port}",
@@ -454,7 +441,7 @@ class PostgresCluster:
                 return
             # a server that came up too late for -w must not be left behind
             self._run_quiet("pg_ctl", "stop", "-D", data, "-m", "immediate")
-            log = _tail(self.log_path)
+            log = tail(self.log_path)
             failure = (
                 f"pg_ctl start failed (attempt {attempt + 1} of {_PORT_ATTEMPTS}, exit "
                 f"{done.returncode}, port {port}, after "

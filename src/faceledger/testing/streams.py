@@ -41,6 +41,8 @@ from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
+from faceledger.testing.servers import free_port
+
 if TYPE_CHECKING:
     import av.container
     import av.stream
@@ -68,14 +70,6 @@ _PORT_ATTEMPTS = 3
 _MPEGTS_OPTIONS = {"mpegts_copyts": "1"}
 """Keep our timestamps as they are (no mux delay added), so a frame's pts modulo the clip's
 duration is its time in the clip."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on now (the OS picks it; another process may take it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # -- HTTP MPEG-TS --------------------------------------------------------------------------
