@@ -88,7 +88,7 @@ def add_event(db: Path, subject: str | None, at: datetime | None = None) -> int:
         store = EventStore(g) if at is None else EventStore(g, clock=lambda: at)
         ledger = Ledger(g)
 
-        def within(conn: Any, event_id: int) -> None:
+        def within(conn: Any, event_id: int, _stored: Any) -> None:
             result = {"event": event_id, "camera": "door", "subject": subject}
             record = LedgerRecord(
                 "door-node", "operator", "watch.track", result=result, model="dlib_resnet128"
