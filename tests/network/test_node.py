@@ -912,8 +912,14 @@ def test_sigterm_stops_the_node_after_it_drains(world: World) -> None:
         {"at": stored.started_at, "first_t": stored.first_t, "last_t": stored.last_t}
     )
     a_name, _, c_name = world.names
-    assert whose in (a_name, c_name)
-    assert last["subject"] == (a_name if whose == a_name else None), (whose, last)
+    # who was on screen, by the clip's clock: None when the times cannot tell (the track
+    # began in the connect burst or at a window's edge, as on a loaded machine); the name,
+    # if any, can only be A's (the one person on this camera's lists)
+    assert whose in (a_name, c_name, None)
+    if whose is not None:
+        assert last["subject"] == (a_name if whose == a_name else None), (whose, last)
+    else:
+        assert last["subject"] in (a_name, None), last
     print(
         f"\nSIGTERM -> exit 0 in {stop_s:.2f} s; {len(tracks)} tracks decided, the last "
         f"(open at SIGTERM: {whose}) after {followed:.2f} s of following: {last['decision']}"

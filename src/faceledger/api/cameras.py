@@ -126,7 +126,8 @@ class CameraCreate(BaseModel):
 
     @property
     def settings(self) -> CameraSettings:
-        assert self._settings is not None  # set by the validator
+        if self._settings is None:  # the validator sets it: not reached
+            raise ConfigError("camera settings were not checked")
         return self._settings
 
 

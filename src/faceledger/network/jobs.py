@@ -22,7 +22,7 @@ from faceledger.engine import Engine
 from faceledger.errors import FaceledgerError, InputError
 from faceledger.network.nats import Job, JobQueue
 from faceledger.operations import Acting, Operations
-from faceledger.operations.video import ScanJob, ScannedFile
+from faceledger.operations.video import ScannedFile
 from faceledger.video.scan import VideoScanner
 from faceledger.video.source import file_frames
 
@@ -107,7 +107,7 @@ class JobRunner:
         started = time.perf_counter()
         decisions = []
         error: str | None = None
-        scanner = VideoScanner(engine, str(path), every=ScanJob(path).every)
+        scanner = VideoScanner(engine, str(path), every=self.every)
         beat = time.monotonic()
         try:
             try:
