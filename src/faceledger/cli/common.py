@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -244,3 +245,22 @@ def gather(paths: list[Path]) -> list[Path]:
         given = ", ".join(str(p) for p in paths)
         raise ConfigError(f"no image files found in {given}")
     return files
+
+
+def stop_on_signals(stop: Callable[[], None], doing: str = "stopping") -> Callable[[], None]:
+    """SIGINT / SIGTERM call ``stop`` (saying so on stderr) instead of killing the
+    process; returns a function restoring the previous handlers."""
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum: int, _frame: object) -> None:
+        err.print(f"[yellow]{signal.Signals(signum).name}: {doing}[/]")
+        stop()
+
+    for sig in previous:
+        signal.signal(sig, handler)
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    return restore

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import signal
 import socket
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,6 +20,7 @@ from faceledger.cli.common import (
     app,
     handle_errors,
     open_ops,
+    stop_on_signals,
 )
 from faceledger.cli.render import err
 from faceledger.config import NodeConfig
@@ -125,7 +124,7 @@ def node(
                 ops, node_name, config=config, claims=claims, dispatcher=Dispatcher(sinks),
                 on_health=_health_line,
             )  # fmt: skip
-            restore = _stop_on_signals(runner.stop)
+            restore = stop_on_signals(runner.stop, "stopping (draining cameras)")
             try:
                 where = f"{ops.db_name}" + (f", {redact_url(nats)}" if nats else "")
                 err.print(f"[dim]{shown(node_name)}: running ({shown(where)})[/]")
@@ -171,21 +170,3 @@ def _cluster(
 def _health_line(camera: str, health: dict[str, Any]) -> None:
     line = shown(json.dumps({"camera": camera, **health}))
     err.print(line, markup=False, highlight=False, soft_wrap=True)
-
-
-def _stop_on_signals(stop: Callable[[], None]) -> Callable[[], None]:
-    """SIGINT / SIGTERM stop the node (it drains); returns a function restoring handlers."""
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def handler(signum: int, _frame: object) -> None:
-        err.print(f"[yellow]{signal.Signals(signum).name}: stopping (draining cameras)[/]")
-        stop()
-
-    for sig in previous:
-        signal.signal(sig, handler)
-
-    def restore() -> None:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-    return restore

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -39,6 +38,7 @@ from faceledger.cli.common import (
     handle_errors,
     me,
     open_ops,
+    stop_on_signals,
 )
 from faceledger.cli.render import err, out
 from faceledger.config import Config, parse_duration
@@ -331,7 +331,7 @@ def watch(
     jsonl = jsonl_target(jsonl, json_old, "watch")
     acting = me(purpose, case)
     source = LiveSource(url, give_up_after=give_up_after)
-    stop = _stop_on_signals(source)
+    stop = stop_on_signals(source.stop)
     failed = False
     try:
         with open_ops(
@@ -405,21 +405,3 @@ def _follow(
     finally:
         for decision in scanner.finish():
             emit(decision)
-
-
-def _stop_on_signals(source: LiveSource) -> Any:
-    """SIGINT / SIGTERM stop the source cleanly; returns a function restoring the handlers."""
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def handler(signum: int, _frame: object) -> None:
-        err.print(f"[yellow]{signal.Signals(signum).name}: stopping[/]")
-        source.stop()
-
-    for sig in previous:
-        signal.signal(sig, handler)
-
-    def restore() -> None:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-    return restore
