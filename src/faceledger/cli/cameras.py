@@ -7,7 +7,7 @@ against; every change is written to the audit ledger in the same transaction (th
 kept to connect and never shown; every line, table and JSON object here shows the address
 masked (``rtsp://***@host/x``), and so does every error message.
 
-:func:`faceledger.gallery.cameras.camera_view` is what every front end shows.
+:meth:`faceledger.gallery.cameras.Camera.as_json` is what every front end shows.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from faceledger.cli.common import Db, Json, app, handle_errors, me, open_ops
 from faceledger.cli.render import emit_json, out
 from faceledger.cli.service import short_time
 from faceledger.errors import ConfigError
-from faceledger.gallery.cameras import TRANSPORTS, Camera, CameraSettings, camera_view
+from faceledger.gallery.cameras import TRANSPORTS, Camera, CameraSettings
 from faceledger.operations import Recorded
 from faceledger.text import shown
 
@@ -49,7 +49,7 @@ def _health_state(view: dict[str, Any]) -> str:
 
 
 def _recorded(verb: str, done: Recorded[Camera], json_out: bool) -> None:
-    view = camera_view(done.value)
+    view = done.value.as_json()
     if json_out:
         emit_json({**view, "ledger_seq": done.seq})
         return
@@ -187,7 +187,7 @@ def cameras_list(db: Db = None, json_out: Json = False) -> None:
     Example: faceledger cameras list --json
     """
     with open_ops(db) as ops:
-        views = [camera_view(c) for c in ops.list_cameras()]
+        views = [c.as_json() for c in ops.list_cameras()]
     if json_out:
         for view in views:
             emit_json(view)
@@ -221,7 +221,7 @@ def cameras_show(name: CameraName, db: Db = None, json_out: Json = False) -> Non
     Example: faceledger cameras show door-1
     """
     with open_ops(db) as ops:
-        view = camera_view(ops.camera(name))
+        view = ops.camera(name).as_json()
     if json_out:
         emit_json(view)
         return

@@ -373,9 +373,3 @@ def _scrub(value: Any, secrets: list[str]) -> Any:
     if isinstance(value, list | tuple):
         return [_scrub(v, secrets) for v in value]
     return value
-
-
-def camera_view(camera: Camera) -> dict[str, Any]:
-    """The camera as every front end shows it: :meth:`Camera.as_json` (addresses masked,
-    health scrubbed)."""
-    return camera.as_json()

@@ -47,7 +47,10 @@ NODE_ROLE = "node"
 
 
 class Claims(Protocol):
-    """Which cameras this node may run now, out of the records."""
+    """Which cameras this node may run now, out of the records; ``changed`` is set when
+    that may have changed between two reads of the records (a lease gained or lost)."""
+
+    changed: threading.Event
 
     def allowed(self, cameras: Sequence[Camera]) -> list[Camera]: ...
 
@@ -60,6 +63,8 @@ class LocalClaims:
 
     max_cameras: int | None = None
     only: frozenset[str] | None = None
+    changed: threading.Event = field(default_factory=threading.Event)
+    """Never set: what is allowed changes only with the records."""
 
     def allowed(self, cameras: Sequence[Camera]) -> list[Camera]:
         chosen = [c for c in cameras if not c.paused and (self.only is None or c.name in self.only)]
@@ -375,15 +380,12 @@ class Node:
             raise failed
 
     def claims_changed(self) -> bool:
-        changed = getattr(self.claims, "changed", None)
-        return bool(changed is not None and changed.is_set())
+        return self.claims.changed.is_set()
 
     def reconcile(self) -> None:
         """Start the cameras now allowed, stop those no longer (paused, removed, lost,
         or changed: a changed record restarts its camera)."""
-        changed = getattr(self.claims, "changed", None)
-        if changed is not None:
-            changed.clear()
+        self.claims.changed.clear()
         records = self.ops.list_cameras()
         wanted = {c.name: c for c in self.claims.allowed(records)}
         for name, runner in self.runners.items():

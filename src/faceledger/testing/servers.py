@@ -12,7 +12,7 @@ from typing import TypeVar
 
 HOST = "127.0.0.1"
 LOG_TAIL_LINES = 30
-S = TypeVar("S", bound="LocalServer")
+S = TypeVar("S", bound="Managed")
 
 
 def free_port(host: str = HOST) -> int:
@@ -32,18 +32,9 @@ def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:]) or "(the server log is empty)"
 
 
-class LocalServer:
-    """A server process on a port of 127.0.0.1 with a temporary directory: a context
-    manager (``start()`` on entering, ``close()`` on leaving) with its port, directory,
-    log and state. Subclasses set :attr:`what`, :attr:`log_name`, ``start`` and ``close``."""
-
-    what = "the server"
-    log_name = "server.log"
-
-    def __init__(self) -> None:
-        self._root: Path | None = None
-        self._port: int | None = None
-        self._process: subprocess.Popen[bytes] | None = None
+class Managed:
+    """A test server as a context manager: ``start()`` on entering, ``close()`` on
+    leaving (subclasses define both)."""
 
     def start(self: S) -> S:
         raise NotImplementedError
@@ -61,6 +52,20 @@ class LocalServer:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class LocalServer(Managed):
+    """A server process on a port of 127.0.0.1 with a temporary directory, with its
+    port, directory, log and state. Subclasses set :attr:`what`, :attr:`log_name`,
+    ``start`` and ``close``."""
+
+    what = "the server"
+    log_name = "server.log"
+
+    def __init__(self) -> None:
+        self._root: Path | None = None
+        self._port: int | None = None
+        self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def port(self) -> int:

@@ -37,11 +37,10 @@ from dataclasses import dataclass
 from fractions import Fraction
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
-from faceledger.testing.servers import free_port
+from faceledger.testing.servers import Managed, free_port
 
 if TYPE_CHECKING:
     import av.container
@@ -160,7 +159,7 @@ class _SocketSink:
         """Nothing is buffered here."""
 
 
-class HttpTsServer:
+class HttpTsServer(Managed):
     """An HTTP camera: ``GET <path>`` answers an endless real-time MPEG-TS of ``clip``.
 
     The stream is live: every client sees the same moment, starting at the keyframe at or
@@ -243,17 +242,6 @@ class HttpTsServer:
         if self._clip is not None:
             self._clip.container.close()
             self._clip = None
-
-    def __enter__(self) -> HttpTsServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- serving -------------------------------------------------------------------------
 
@@ -385,7 +373,7 @@ def rtsp_unavailable() -> str | None:
     return done.stdout.strip() or None
 
 
-class RtspServer:
+class RtspServer(Managed):
     """An RTSP camera: ``rtsp://[user:password@]127.0.0.1:PORT<mount>`` serves ``clip``'s
     H.264 over RTP (TCP or UDP), looped forever at real time, every client seeing the same
     stream. With ``user`` and ``password``, basic authentication is required."""
@@ -467,17 +455,6 @@ class RtspServer:
 
     def close(self) -> None:
         self.stop()
-
-    def __enter__(self) -> RtspServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- the subprocess ------------------------------------------------------------------
 
